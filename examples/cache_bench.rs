@@ -1,0 +1,216 @@
+//! Hit ratio and throughput of `lockscope::cache::TwoTierCache` against
+//! moka and quick_cache on the same pre-generated key streams.
+//!
+//! ```text
+//! cargo run --release --example cache_bench            # ~2 minutes
+//! cargo run --release --example cache_bench -- --quick # ~20 seconds
+//! cargo run --release --example cache_bench -- --only quick_cache
+//! ```
+//!
+//! Every operation is a `get`; a miss is followed by an `insert` of the key.
+//! With T threads, thread i replays the i-th of T equal slices of the
+//! stream. Prints markdown tables: per stream, one row per thread count, one
+//! cell per cache with throughput in million operations per second and the
+//! hit ratio of that run.
+
+#[path = "../benches/support/streams.rs"]
+mod streams;
+
+use std::hash::BuildHasher;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use lockscope::cache::TwoTierCache;
+use streams::{CAPACITY, FastHash, Stream};
+
+trait Engine: Sync {
+    fn get(&self, k: u64) -> Option<u64>;
+    fn insert(&self, k: u64, v: u64);
+}
+
+impl<S: BuildHasher + Sync + Send> Engine for TwoTierCache<u64, u64, S> {
+    #[inline]
+    fn get(&self, k: u64) -> Option<u64> {
+        TwoTierCache::get(self, &k)
+    }
+    #[inline]
+    fn insert(&self, k: u64, v: u64) {
+        TwoTierCache::insert(self, k, v)
+    }
+}
+
+impl Engine for moka::sync::Cache<u64, u64> {
+    #[inline]
+    fn get(&self, k: u64) -> Option<u64> {
+        moka::sync::Cache::get(self, &k)
+    }
+    #[inline]
+    fn insert(&self, k: u64, v: u64) {
+        moka::sync::Cache::insert(self, k, v)
+    }
+}
+
+impl Engine for quick_cache::sync::Cache<u64, u64> {
+    #[inline]
+    fn get(&self, k: u64) -> Option<u64> {
+        quick_cache::sync::Cache::get(self, &k)
+    }
+    #[inline]
+    fn insert(&self, k: u64, v: u64) {
+        quick_cache::sync::Cache::insert(self, k, v)
+    }
+}
+
+/// One measured run: (hit ratio, million ops per second).
+fn run<E: Engine>(cache: E, keys: &[u64], threads: usize) -> (f64, f64) {
+    let hits = AtomicU64::new(0);
+    let barrier = Barrier::new(threads + 1);
+    let n = keys.len();
+    let elapsed = std::thread::scope(|s| {
+        for t in 0..threads {
+            let slice = &keys[t * n / threads..(t + 1) * n / threads];
+            let (cache, hits, barrier) = (&cache, &hits, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                let mut h = 0u64;
+                for &k in slice {
+                    if cache.get(k).is_some() {
+                        h += 1;
+                    } else {
+                        cache.insert(k, k);
+                    }
+                }
+                hits.fetch_add(h, Ordering::Relaxed);
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        // The scope joins every thread before returning.
+        start
+    })
+    .elapsed();
+    (
+        hits.load(Ordering::Relaxed) as f64 / n as f64,
+        n as f64 / elapsed.as_secs_f64() / 1e6,
+    )
+}
+
+const CACHES: [&str; 5] = [
+    "lockscope",
+    "lockscope obs-off",
+    "lockscope fast-hash",
+    "quick_cache",
+    "moka",
+];
+
+fn measure(cache: usize, keys: &[u64], threads: usize) -> (f64, f64) {
+    let lock = |obs| {
+        TwoTierCache::<u64, u64>::builder()
+            .capacity(CAPACITY)
+            .observability(obs)
+            .build()
+            .expect("valid configuration")
+    };
+    match cache {
+        0 => run(lock(true), keys, threads),
+        1 => run(lock(false), keys, threads),
+        2 => run(
+            TwoTierCache::<u64, u64>::builder()
+                .capacity(CAPACITY)
+                .hasher(FastHash)
+                .build()
+                .expect("valid configuration"),
+            keys,
+            threads,
+        ),
+        3 => run(
+            quick_cache::sync::Cache::<u64, u64>::new(CAPACITY),
+            keys,
+            threads,
+        ),
+        _ => run(
+            moka::sync::Cache::<u64, u64>::new(CAPACITY as u64),
+            keys,
+            threads,
+        ),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME`: run just that cache (for profiling).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|name| CACHES.iter().position(|c| c == name));
+    let len = if quick { 1_000_000 } else { 4_000_000 };
+    let thread_counts: &[usize] = &[1, 2, 4, 8, 16];
+    let started = Instant::now();
+    eprintln!("generating streams of {len} keys ...");
+    let streams: Vec<Stream> = streams::all(len);
+    let z1 = streams::Zipf::new(streams::UNIVERSE, 1.0);
+    let z8 = streams::Zipf::new(streams::UNIVERSE, 0.8);
+    println!(
+        "capacity {CAPACITY}, {len} ops per run, {} cores; cells: Mops/s (hit ratio)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "static optimum: zipf1.0 {:.3}, zipf0.8 {:.3}\n",
+        z1.static_optimum(CAPACITY),
+        z8.static_optimum(CAPACITY)
+    );
+    // results[stream][threads][cache] = (hit, mops)
+    let mut results = Vec::new();
+    for stream in &streams {
+        println!("### {}\n", stream.name);
+        println!("| threads | {} |", CACHES.join(" | "));
+        println!("|---|{}", "---|".repeat(CACHES.len()));
+        let mut per_stream = Vec::new();
+        for &t in thread_counts {
+            let row: Vec<(f64, f64)> = (0..CACHES.len())
+                .map(|c| match only {
+                    Some(o) if o != c => (f64::NAN, f64::NAN),
+                    _ => measure(c, &stream.keys, t),
+                })
+                .collect();
+            let cells: Vec<String> = row
+                .iter()
+                .map(|(h, m)| format!("{m:.2} ({h:.3})"))
+                .collect();
+            println!("| {t} | {} |", cells.join(" | "));
+            per_stream.push(row);
+        }
+        println!();
+        results.push(per_stream);
+    }
+    println!("### Bars\n");
+    println!(
+        "Ratios: median over thread counts (min in brackets); single runs on a busy machine are noisy.\n"
+    );
+    println!(
+        "| stream | hit: lockscope - best peer (1 thread) | obs-on / obs-off (all threads) | lockscope / quick_cache (threads >= 2) | lockscope fast-hash / quick_cache (threads >= 2) | lockscope / moka (threads >= 2) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (s, stream) in streams.iter().enumerate() {
+        let r = &results[s];
+        let hit_gap = r[0][0].0 - r[0][3].0.max(r[0][4].0);
+        let ratio = |a: usize, b: usize, from: usize| {
+            let mut v: Vec<f64> = r.iter().skip(from).map(|row| row[a].1 / row[b].1).collect();
+            v.sort_by(f64::total_cmp);
+            format!("{:.2}x ({:.2}x)", v[v.len() / 2], v[0])
+        };
+        println!(
+            "| {} | {:+.4} | {} | {} | {} | {} |",
+            stream.name,
+            hit_gap,
+            ratio(0, 1, 0),
+            ratio(0, 3, 1),
+            ratio(2, 3, 1),
+            ratio(0, 4, 1),
+        );
+    }
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,246 @@
+//! Counters: per-thread stripes for the get path, per-shard words for the
+//! write path, and the [`CacheStats`] snapshot that adds them up.
+//!
+//! A get must not pay for a locked read-modify-write on a shared line just to
+//! count itself. Each thread that touches a cache claims one stripe of that
+//! cache (a compare-exchange, once per thread and cache) and from then on is
+//! its only writer: a count is a relaxed load and store on a line no other
+//! thread writes. A thread gives its stripe back when it exits; the counts
+//! stay, and the next owner continues them. If every stripe is taken, the
+//! thread shares an overflow stripe updated with `fetch_add`.
+//!
+//! Write-path counters (inserts, admissions, ...) change under the shard's
+//! write lock, so they too are a load and a store.
+
+use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// A snapshot of a cache's counters. All zero when observability is off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that found the key.
+    pub hits: u64,
+    /// Lookups that did not find the key.
+    pub misses: u64,
+    /// Calls that stored a value (new keys and replacements).
+    pub inserts: u64,
+    /// New keys that the admission policy let in.
+    pub admissions: u64,
+    /// New keys that the admission policy turned away (their frequency was no
+    /// higher than that of the entry they would have replaced).
+    pub rejections: u64,
+    /// Entries moved from the warm tier to the hot tier.
+    pub promotions: u64,
+    /// Entries moved from the hot tier back to the warm tier.
+    pub demotions: u64,
+    /// Entries evicted to make room for an admitted key.
+    pub evictions: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, or 0 with no lookups.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// Adds one to a counter that only the calling thread writes.
+#[inline]
+pub(crate) fn bump_owned(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// One thread's counters for the get path, on a line of its own.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Stripe {
+    owned: AtomicBool,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    /// Operations seen by this stripe, for 1-in-N sampling.
+    pub(crate) ops: AtomicU64,
+}
+
+/// The per-thread stripes of one cache.
+pub(crate) struct Stripes {
+    /// Unique for the life of the process, unlike an address.
+    id: u64,
+    slots: Box<[Stripe]>,
+    overflow: Stripe,
+}
+
+/// A stripe as the calling thread may use it.
+pub(crate) struct StripeRef<'a> {
+    stripe: &'a Stripe,
+    shared: bool,
+}
+
+impl StripeRef<'_> {
+    #[inline]
+    fn add(&self, c: &AtomicU64) {
+        if self.shared {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            bump_owned(c);
+        }
+    }
+
+    /// Counts a hit.
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.add(&self.stripe.hits);
+    }
+
+    /// Counts a miss.
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.add(&self.stripe.misses);
+    }
+
+    /// Counts an operation and returns its ordinal on this stripe.
+    #[inline]
+    pub(crate) fn tick(&self) -> u64 {
+        if self.shared {
+            self.stripe.ops.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            let n = self.stripe.ops.load(Ordering::Relaxed).wrapping_add(1);
+            self.stripe.ops.store(n, Ordering::Relaxed);
+            n
+        }
+    }
+}
+
+/// A thread's claim on a stripe; released when the thread exits.
+struct Claim {
+    stripes: Weak<Stripes>,
+    index: usize,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // The fast path must not outlive the claim.
+        let _ = LAST.try_with(|last| last.set((0, 0)));
+        if let Some(s) = self.stripes.upgrade() {
+            s.slots[self.index].owned.store(false, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIMS: RefCell<Vec<Claim>> = const { RefCell::new(Vec::new()) };
+    /// The last `(stripes id, index)` this thread used: the fast path.
+    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Stripes {
+    /// `n` claimable stripes plus the overflow stripe.
+    pub(crate) fn new(n: usize) -> Arc<Self> {
+        Arc::new(Stripes {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            slots: (0..n.max(1)).map(|_| Stripe::default()).collect(),
+            overflow: Stripe::default(),
+        })
+    }
+
+    /// The calling thread's stripe of `this`, claimed on first use. The
+    /// thread-local borrow ends before this returns, so user code run later
+    /// (a key's `Eq`, a value's `Clone`) may use the cache again.
+    #[inline]
+    pub(crate) fn local(this: &Arc<Self>) -> StripeRef<'_> {
+        if let Ok((id, index)) = LAST.try_with(Cell::get)
+            && id == this.id
+        {
+            return StripeRef {
+                stripe: &this.slots[index],
+                shared: false,
+            };
+        }
+        Self::local_slow(this)
+    }
+
+    #[cold]
+    fn local_slow(this: &Arc<Self>) -> StripeRef<'_> {
+        let me = Arc::as_ptr(this);
+        let index = CLAIMS
+            .try_with(|claims| {
+                let mut claims = claims.try_borrow_mut().ok()?;
+                if let Some(c) = claims.iter().find(|c| c.stripes.as_ptr() == me) {
+                    return Some(c.index);
+                }
+                Self::claim(this, &mut claims)
+            })
+            .ok()
+            .flatten();
+        match index {
+            Some(i) => {
+                let _ = LAST.try_with(|last| last.set((this.id, i)));
+                StripeRef {
+                    stripe: &this.slots[i],
+                    shared: false,
+                }
+            }
+            None => StripeRef {
+                stripe: &this.overflow,
+                shared: true,
+            },
+        }
+    }
+
+    #[cold]
+    fn claim(this: &Arc<Self>, claims: &mut Vec<Claim>) -> Option<usize> {
+        // Forget claims on caches that are gone.
+        claims.retain(|c| c.stripes.strong_count() > 0);
+        let index = this.slots.iter().position(|s| {
+            s.owned
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        claims.push(Claim {
+            stripes: Arc::downgrade(this),
+            index,
+        });
+        Some(index)
+    }
+
+    /// Hits and misses summed over all stripes.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let mut hits = self.overflow.hits.load(Ordering::Relaxed);
+        let mut misses = self.overflow.misses.load(Ordering::Relaxed);
+        for s in self.slots.iter() {
+            hits += s.hits.load(Ordering::Relaxed);
+            misses += s.misses.load(Ordering::Relaxed);
+        }
+        (hits, misses)
+    }
+}
+
+/// Write-path counters of one shard; changed only under its write lock.
+#[derive(Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) inserts: AtomicU64,
+    pub(crate) admissions: AtomicU64,
+    pub(crate) rejections: AtomicU64,
+    pub(crate) promotions: AtomicU64,
+    pub(crate) demotions: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+}
+
+impl ShardCounters {
+    /// Adds this shard's counts into `out`.
+    pub(crate) fn add_to(&self, out: &mut CacheStats) {
+        out.inserts += self.inserts.load(Ordering::Relaxed);
+        out.admissions += self.admissions.load(Ordering::Relaxed);
+        out.rejections += self.rejections.load(Ordering::Relaxed);
+        out.promotions += self.promotions.load(Ordering::Relaxed);
+        out.demotions += self.demotions.load(Ordering::Relaxed);
+        out.evictions += self.evictions.load(Ordering::Relaxed);
+    }
+}

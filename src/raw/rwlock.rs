@@ -1,0 +1,1079 @@
+//! The raw reader-writer lock: one word, two parking queues.
+//!
+//! Threads that cannot get the lock park on the word's address (the main
+//! queue). A writer that has claimed the lock but still waits for readers to
+//! leave parks alone on the address plus one (the drain queue).
+//!
+//! Every transition checks the state it starts from, and bits are only ever
+//! cleared with AND-NOT of bits seen set in the very word a compare-exchange
+//! replaces. A precomputed subtraction of "the bits I set earlier" is what let
+//! a timed-out writer wrap parking_lot's word to all ones when the last reader
+//! had already cleared one of those bits; no transition here can do that.
+
+use core::cell::Cell;
+use core::fmt;
+
+use crate::GuardMarker;
+use crate::raw::fair::{self, TOKEN_HANDOFF, TOKEN_NORMAL, Want};
+use crate::raw::violation::{self, Violation};
+use crate::sync::SpinWait;
+use crate::sync::atomic::{AtomicUsize, Ordering, fence};
+use crate::sync::park::{self, FilterOp, ParkResult, ParkToken, UnparkResult};
+use crate::sync::time::{self, Duration, Instant};
+
+// The lock word, bit by bit.
+//
+// Threads are parked (or about to park) in the main queue. Set by a waiter
+// before it parks, while the state still blocks it; cleared under the queue
+// lock when the queue empties.
+const PARKED: usize = 0b0001;
+// The writer holding WRITER is parked in the drain queue, waiting for the
+// readers still counted to leave. Requires WRITER and a non-zero reader count;
+// the reader that brings the count to zero clears it in the same exchange.
+const WRITER_PARKED: usize = 0b0010;
+// An upgradable reader holds the lock; it is one of the counted readers.
+// Requires a non-zero reader count and excludes WRITER.
+const UPGRADABLE: usize = 0b0100;
+// With no readers counted: a writer owns the lock exclusively. With readers
+// counted: a writer has claimed the lock and waits for them to leave, and new
+// readers queue behind it (unless the lock is recursive).
+const WRITER: usize = 0b1000;
+// The number of readers holding the lock, upgradable one included, counted in
+// the remaining high bits in units of ONE_READER.
+const ONE_READER: usize = 0b1_0000;
+const READERS: usize = !(ONE_READER - 1);
+
+#[inline]
+const fn readers(state: usize) -> usize {
+    state >> ONE_READER.trailing_zeros()
+}
+
+/// The first invariant that `state` breaks, if any.
+const fn broken_invariant(state: usize) -> Option<&'static str> {
+    if state & WRITER_PARKED != 0 && state & WRITER == 0 {
+        Some("a writer is parked but no writer is recorded")
+    } else if state & WRITER_PARKED != 0 && state & READERS == 0 {
+        Some("a writer waits for readers but none are counted")
+    } else if state & UPGRADABLE != 0 && state & WRITER != 0 {
+        Some("an upgradable reader and a writer at once")
+    } else if state & UPGRADABLE != 0 && state & READERS == 0 {
+        Some("an upgradable reader that is not counted as a reader")
+    } else {
+        None
+    }
+}
+
+/// The raw lock behind [`RwLock`](crate::RwLock) (`RECURSIVE = false`) and
+/// [`RecursiveRwLock`](crate::RecursiveRwLock) (`RECURSIVE = true`).
+///
+/// Writers are preferred: once a writer has claimed the lock, new readers
+/// wait behind it, so a steady stream of readers cannot starve writers. The
+/// recursive variant lets a new reader in while other readers still hold the
+/// lock, so a thread may re-acquire a read lock it holds; writers may starve.
+///
+/// Misuse (releasing a mode that is not held, a reader count that would
+/// overflow) leaves the word unchanged and is reported through the
+/// [`ViolationPolicy`](crate::ViolationPolicy).
+///
+/// ```
+/// use lockscope::lock_api::RawRwLock as _;
+/// let raw = <lockscope::RawRwLock as lockscope::lock_api::RawRwLock>::INIT;
+/// let a = raw.lock_shared();
+/// let b = raw.lock_shared();
+/// assert_eq!(raw.word().readers, 2);
+/// unsafe { raw.unlock_shared(a); raw.unlock_shared(b) };
+/// assert!(!raw.is_locked());
+/// ```
+pub struct RawRwLock<const RECURSIVE: bool = false> {
+    state: AtomicUsize,
+}
+
+/// A raw reader-writer lock that allows recursive read locking.
+pub type RawRwLockRecursive = RawRwLock<true>;
+
+/// An RwLock word decoded field by field, for reports.
+///
+/// ```
+/// let word = lockscope::RawRwLock::decode(0b1000);
+/// assert!(word.writer && word.readers == 0 && word.is_valid());
+/// // A writer parked while no writer holds: the state of a corrupted word.
+/// assert!(!lockscope::RawRwLock::decode(0b0010).is_valid());
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RwLockWord {
+    /// The raw word.
+    pub raw: usize,
+    /// Threads are parked waiting for the lock.
+    pub parked: bool,
+    /// The claiming writer is parked, waiting for readers to leave.
+    pub writer_parked: bool,
+    /// An upgradable reader holds the lock.
+    pub upgradable: bool,
+    /// A writer holds the lock (no readers) or has claimed it (readers left).
+    pub writer: bool,
+    /// The number of readers holding the lock, upgradable one included.
+    pub readers: usize,
+    /// The first invariant the word breaks, if any.
+    pub problem: Option<&'static str>,
+}
+
+impl RwLockWord {
+    /// Whether the word satisfies every invariant of the layout.
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// Whether a writer owns the lock exclusively.
+    pub fn write_locked(&self) -> bool {
+        self.writer && self.readers == 0
+    }
+}
+
+impl fmt::Display for RwLockWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{{ readers: {}, writer: {}, upgradable: {}, writer_parked: {}, parked: {}",
+            self.readers, self.writer, self.upgradable, self.writer_parked, self.parked
+        )?;
+        if let Some(problem) = self.problem {
+            write!(f, ", INVALID: {problem}")?;
+        }
+        f.write_str(" }")
+    }
+}
+
+impl RawRwLock {
+    /// Decodes a raw RwLock word for a report.
+    pub const fn decode(word: usize) -> RwLockWord {
+        RwLockWord {
+            raw: word,
+            parked: word & PARKED != 0,
+            writer_parked: word & WRITER_PARKED != 0,
+            upgradable: word & UPGRADABLE != 0,
+            writer: word & WRITER != 0,
+            readers: readers(word),
+            problem: broken_invariant(word),
+        }
+    }
+}
+
+/// Which parked threads a change of state lets through.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Wake {
+    /// WRITER and UPGRADABLE are both clear now: every reader, plus the first
+    /// writer or upgradable reader in queue order. A writer woken behind
+    /// readers claims WRITER and waits for them; leaving it parked instead
+    /// would strand it, since a reader's release only wakes the drain queue.
+    All,
+    /// UPGRADABLE is held: only plain readers can get in.
+    PlainReaders,
+}
+
+/// What a writer that gave up waiting returns to.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Abandon {
+    /// It was a plain writer: back to nothing.
+    ToNothing,
+    /// It was upgrading: back to an upgradable read lock.
+    ToUpgradable,
+}
+
+// SAFETY: shared acquisitions add ONE_READER only while WRITER is clear (or,
+// for the recursive lock, while other readers hold it) and exclusive ones
+// return only with WRITER set and no readers counted; all with Acquire
+// ordering, all releases with Release ordering.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = RawRwLock {
+        state: AtomicUsize::new(0),
+    };
+
+    type SharedGuard = GuardMarker;
+    type ExclusiveGuard = GuardMarker;
+
+    #[inline]
+    #[track_caller]
+    fn lock_shared(&self) -> GuardMarker {
+        let state = self.state.load(Ordering::Relaxed);
+        if !(Self::admits_reader(state)
+            && state <= usize::MAX - ONE_READER
+            && self
+                .state
+                .compare_exchange_weak(
+                    state,
+                    state + ONE_READER,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok())
+        {
+            let acquired = self.lock_shared_slow(None);
+            debug_assert!(acquired);
+        }
+        GuardMarker::new()
+    }
+
+    #[inline]
+    #[track_caller]
+    fn try_lock_shared(&self) -> Option<GuardMarker> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if !Self::admits_reader(state) {
+                return None;
+            }
+            let next = self.add_reader(state, "try_lock_shared");
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(GuardMarker::new()),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_shared(&self, _guard: GuardMarker) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let upgradable = if state & UPGRADABLE != 0 { 1 } else { 0 };
+            if readers(state) <= upgradable || broken_invariant(state).is_some() {
+                return self.refuse(
+                    "unlock_shared",
+                    "no read lock is held (besides an upgradable one)",
+                    state,
+                );
+            }
+            let mut next = state - ONE_READER;
+            let last_before_writer = next & READERS == 0 && next & WRITER_PARKED != 0;
+            if last_before_writer {
+                next &= !WRITER_PARKED;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if last_before_writer {
+                        self.wake_drained_writer();
+                    }
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    fn lock_exclusive(&self) -> GuardMarker {
+        if self
+            .state
+            .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            let acquired = self.lock_exclusive_slow(None);
+            debug_assert!(acquired);
+        }
+        GuardMarker::new()
+    }
+
+    #[inline]
+    #[track_caller]
+    fn try_lock_exclusive(&self) -> Option<GuardMarker> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (WRITER | UPGRADABLE | READERS) != 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state | WRITER,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(GuardMarker::new()),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
+        if self
+            .state
+            .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_exclusive_slow(false);
+        }
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & (WRITER | READERS) != 0
+    }
+
+    #[inline]
+    fn is_locked_exclusive(&self) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        state & WRITER != 0 && state & READERS == 0
+    }
+}
+
+// SAFETY: a fair exclusive release hands ownership to the woken threads under
+// the queue lock instead of clearing WRITER; shared releases are unchanged.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSIVE> {
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_shared_fair(&self, guard: GuardMarker) {
+        // Readers never hand off: the last one out wakes the waiting writer.
+        // SAFETY: forwarded from the caller.
+        unsafe { lock_api::RawRwLock::unlock_shared(self, guard) }
+    }
+
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_exclusive_fair(&self, _guard: GuardMarker) {
+        if self
+            .state
+            .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_exclusive_slow(true);
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    unsafe fn bump_exclusive(&self, guard: &mut GuardMarker) {
+        if self.state.load(Ordering::Relaxed) & PARKED != 0 {
+            // SAFETY: the caller holds the lock exclusively through `guard`
+            // and gets it back before this returns.
+            unsafe {
+                lock_api::RawRwLockFair::unlock_exclusive_fair(self, GuardMarker::new());
+                *guard = lock_api::RawRwLock::lock_exclusive(self);
+            }
+        }
+    }
+}
+
+// SAFETY: downgrading swaps WRITER for one reader in a single exchange, so no
+// writer can get in between.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
+    #[track_caller]
+    unsafe fn downgrade(&self, _guard: GuardMarker) -> GuardMarker {
+        let state = self.transition("downgrade", |state| {
+            Self::holds_exclusive(state).then(|| (state & !WRITER) + ONE_READER)
+        });
+        if state & PARKED != 0 {
+            self.wake_main(Wake::All);
+        }
+        GuardMarker::new()
+    }
+}
+
+// SAFETY: timed acquisitions own the lock exactly when they return `Some`.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURSIVE> {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    #[track_caller]
+    fn try_lock_shared_for(&self, timeout: Duration) -> Option<GuardMarker> {
+        lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
+            self.lock_shared_slow(time::deadline_after(timeout))
+                .then(GuardMarker::new)
+        })
+    }
+
+    #[track_caller]
+    fn try_lock_shared_until(&self, deadline: Instant) -> Option<GuardMarker> {
+        lock_api::RawRwLock::try_lock_shared(self)
+            .or_else(|| self.lock_shared_slow(Some(deadline)).then(GuardMarker::new))
+    }
+
+    #[track_caller]
+    fn try_lock_exclusive_for(&self, timeout: Duration) -> Option<GuardMarker> {
+        lock_api::RawRwLock::try_lock_exclusive(self).or_else(|| {
+            self.lock_exclusive_slow(time::deadline_after(timeout))
+                .then(GuardMarker::new)
+        })
+    }
+
+    #[track_caller]
+    fn try_lock_exclusive_until(&self, deadline: Instant) -> Option<GuardMarker> {
+        lock_api::RawRwLock::try_lock_exclusive(self).or_else(|| {
+            self.lock_exclusive_slow(Some(deadline))
+                .then(GuardMarker::new)
+        })
+    }
+}
+
+// SAFETY: the upgradable reader is counted as a reader and marked by
+// UPGRADABLE, which only one thread can set at a time and which excludes
+// WRITER; upgrading claims WRITER and then waits for the other readers.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECURSIVE> {
+    type UpgradableGuard = GuardMarker;
+
+    #[inline]
+    #[track_caller]
+    fn lock_upgradable(&self) -> GuardMarker {
+        if lock_api::RawRwLockUpgrade::try_lock_upgradable(self).is_none() {
+            let acquired = self.lock_upgradable_slow(None);
+            debug_assert!(acquired);
+        }
+        GuardMarker::new()
+    }
+
+    #[inline]
+    #[track_caller]
+    fn try_lock_upgradable(&self) -> Option<GuardMarker> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (WRITER | UPGRADABLE) != 0 {
+                return None;
+            }
+            let next = self.add_reader(state, "try_lock_upgradable") | UPGRADABLE;
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(GuardMarker::new()),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_upgradable(&self, _guard: GuardMarker) {
+        let Some(state) = self.try_transition("unlock_upgradable", |state| {
+            Self::holds_upgradable(state).then(|| (state & !UPGRADABLE) - ONE_READER)
+        }) else {
+            return;
+        };
+        if state & PARKED != 0 {
+            self.wake_main(Wake::All);
+        }
+    }
+
+    #[track_caller]
+    unsafe fn upgrade(&self, _guard: GuardMarker) -> GuardMarker {
+        let state = self.transition("upgrade", |state| {
+            Self::holds_upgradable(state).then(|| ((state & !UPGRADABLE) - ONE_READER) | WRITER)
+        });
+        if state & READERS != 0 {
+            let drained = self.wait_for_readers(None);
+            debug_assert!(drained);
+        }
+        GuardMarker::new()
+    }
+
+    #[track_caller]
+    unsafe fn try_upgrade(&self, guard: GuardMarker) -> Result<GuardMarker, GuardMarker> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if !Self::holds_upgradable(state) {
+                self.refuse("try_upgrade", "no upgradable read lock is held", state);
+                return Err(guard);
+            }
+            if readers(state) != 1 {
+                return Err(guard);
+            }
+            let next = ((state & !UPGRADABLE) - ONE_READER) | WRITER;
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(GuardMarker::new()),
+                Err(now) => state = now,
+            }
+        }
+    }
+}
+
+// SAFETY: as `RawRwLockUpgrade`; releases of an upgradable lock never hand off.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeFair for RawRwLock<RECURSIVE> {
+    #[inline]
+    #[track_caller]
+    unsafe fn unlock_upgradable_fair(&self, guard: GuardMarker) {
+        // SAFETY: forwarded from the caller.
+        unsafe { lock_api::RawRwLockUpgrade::unlock_upgradable(self, guard) }
+    }
+}
+
+// SAFETY: each downgrade is one exchange that keeps this thread counted as a
+// reader throughout.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRwLock<RECURSIVE> {
+    #[track_caller]
+    unsafe fn downgrade_upgradable(&self, _guard: GuardMarker) -> GuardMarker {
+        let state = self.transition("downgrade_upgradable", |state| {
+            Self::holds_upgradable(state).then_some(state & !UPGRADABLE)
+        });
+        if state & PARKED != 0 {
+            self.wake_main(Wake::All);
+        }
+        GuardMarker::new()
+    }
+
+    #[track_caller]
+    unsafe fn downgrade_to_upgradable(&self, _guard: GuardMarker) -> GuardMarker {
+        let state = self.transition("downgrade_to_upgradable", |state| {
+            Self::holds_exclusive(state).then(|| ((state & !WRITER) + ONE_READER) | UPGRADABLE)
+        });
+        if state & PARKED != 0 {
+            self.wake_main(Wake::PlainReaders);
+        }
+        GuardMarker::new()
+    }
+}
+
+// SAFETY: as `RawRwLockUpgrade` and `RawRwLockTimed`; a timed-out upgrade
+// returns to exactly the upgradable state it started from.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock<RECURSIVE> {
+    #[track_caller]
+    fn try_lock_upgradable_for(&self, timeout: Duration) -> Option<GuardMarker> {
+        lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
+            self.lock_upgradable_slow(time::deadline_after(timeout))
+                .then(GuardMarker::new)
+        })
+    }
+
+    #[track_caller]
+    fn try_lock_upgradable_until(&self, deadline: Instant) -> Option<GuardMarker> {
+        lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
+            self.lock_upgradable_slow(Some(deadline))
+                .then(GuardMarker::new)
+        })
+    }
+
+    #[track_caller]
+    unsafe fn try_upgrade_for(
+        &self,
+        guard: GuardMarker,
+        timeout: Duration,
+    ) -> Result<GuardMarker, GuardMarker> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.upgrade_until(guard, time::deadline_after(timeout)) }
+    }
+
+    #[track_caller]
+    unsafe fn try_upgrade_until(
+        &self,
+        guard: GuardMarker,
+        deadline: Instant,
+    ) -> Result<GuardMarker, GuardMarker> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.upgrade_until(guard, Some(deadline)) }
+    }
+}
+
+impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
+    /// The current word, decoded (a snapshot: it may change at once).
+    pub fn word(&self) -> RwLockWord {
+        RawRwLock::decode(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether threads are parked waiting for this lock.
+    pub fn has_parked_threads(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & (PARKED | WRITER_PARKED) != 0
+    }
+
+    fn key(&self) -> usize {
+        core::ptr::from_ref(self).addr()
+    }
+
+    /// The drain queue, where a claiming writer waits for readers to leave.
+    fn drain_key(&self) -> usize {
+        self.key() + 1
+    }
+
+    /// Whether a new reader may join the readers in `state`.
+    #[inline]
+    fn admits_reader(state: usize) -> bool {
+        state & WRITER == 0 || (RECURSIVE && state & READERS != 0)
+    }
+
+    #[inline]
+    fn holds_exclusive(state: usize) -> bool {
+        state & WRITER != 0 && state & READERS == 0 && broken_invariant(state).is_none()
+    }
+
+    #[inline]
+    fn holds_upgradable(state: usize) -> bool {
+        state & UPGRADABLE != 0 && broken_invariant(state).is_none()
+    }
+
+    /// `state` with one more reader; an overflow is reported, never wrapped.
+    #[inline]
+    fn add_reader(&self, state: usize, operation: &'static str) -> usize {
+        match state.checked_add(ONE_READER) {
+            Some(next) => next,
+            None => self.overflow(operation, state),
+        }
+    }
+
+    #[cold]
+    fn overflow(&self, operation: &'static str, state: usize) -> ! {
+        let _ = violation::report(
+            self.violation(operation, "the reader count would overflow", state),
+            false,
+        );
+        unreachable!("a reader-count overflow cannot be refused")
+    }
+
+    #[cold]
+    fn violation(&self, operation: &'static str, problem: &'static str, word: usize) -> Violation {
+        Violation {
+            lock: if RECURSIVE {
+                "RawRwLockRecursive"
+            } else {
+                "RawRwLock"
+            },
+            address: self.key(),
+            operation,
+            problem,
+            word,
+            decoded: RawRwLock::decode(word).to_string(),
+        }
+    }
+
+    /// Reports a refused release; returns if the policy lets the caller go on.
+    #[cold]
+    fn refuse(&self, operation: &'static str, problem: &'static str, word: usize) {
+        let problem = broken_invariant(word).unwrap_or(problem);
+        let _ = violation::report(self.violation(operation, problem, word), true);
+    }
+
+    /// Applies `step` to the word in one exchange; `None` from `step` means
+    /// the current state does not allow the operation, which is reported.
+    /// Returns the new word, or `None` when the report was refused.
+    #[inline]
+    fn try_transition(
+        &self,
+        operation: &'static str,
+        step: impl Fn(usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = step(state) else {
+                self.refuse(
+                    operation,
+                    "the lock is not held in the mode this operation needs",
+                    state,
+                );
+                return None;
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(next),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// As [`Self::try_transition`] for operations that must hand back a
+    /// guard and so cannot be refused.
+    #[inline]
+    fn transition(&self, operation: &'static str, step: impl Fn(usize) -> Option<usize>) -> usize {
+        match self.try_transition(operation, step) {
+            Some(next) => next,
+            None => {
+                let state = self.state.load(Ordering::Relaxed);
+                let _ = violation::report(
+                    self.violation(operation, "this operation cannot be refused", state),
+                    false,
+                );
+                unreachable!("an unrefusable violation returned")
+            }
+        }
+    }
+
+    #[cold]
+    fn lock_shared_slow(&self, deadline: Option<Instant>) -> bool {
+        let mut spin = SpinWait::new();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if Self::admits_reader(state) {
+                let next = self.add_reader(state, "lock_shared");
+                match self.state.compare_exchange_weak(
+                    state,
+                    next,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => {
+                        // Readers racing each other: back off without yielding.
+                        spin.spin_no_yield();
+                        state = now;
+                        continue;
+                    }
+                }
+            }
+            match self.park_main(&mut spin, &mut state, Want::Shared, deadline, |state| {
+                !Self::admits_reader(state)
+            }) {
+                Parked::Retry => {}
+                Parked::HandedOff => return true,
+                Parked::TimedOut => return false,
+            }
+        }
+    }
+
+    #[cold]
+    fn lock_upgradable_slow(&self, deadline: Option<Instant>) -> bool {
+        let mut spin = SpinWait::new();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (WRITER | UPGRADABLE) == 0 {
+                let next = self.add_reader(state, "lock_upgradable") | UPGRADABLE;
+                match self.state.compare_exchange_weak(
+                    state,
+                    next,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => {
+                        state = now;
+                        continue;
+                    }
+                }
+            }
+            match self.park_main(&mut spin, &mut state, Want::Upgradable, deadline, |state| {
+                state & (WRITER | UPGRADABLE) != 0
+            }) {
+                Parked::Retry => {}
+                Parked::HandedOff => return true,
+                Parked::TimedOut => return false,
+            }
+        }
+    }
+
+    #[cold]
+    fn lock_exclusive_slow(&self, deadline: Option<Instant>) -> bool {
+        // Step 1: claim WRITER. Readers may still be counted; they leave in step 2.
+        let mut spin = SpinWait::new();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (WRITER | UPGRADABLE) == 0 {
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | WRITER,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => {
+                        state = now;
+                        continue;
+                    }
+                }
+            }
+            match self.park_main(&mut spin, &mut state, Want::Exclusive, deadline, |state| {
+                state & (WRITER | UPGRADABLE) != 0
+            }) {
+                Parked::Retry => {}
+                // An exclusive release handed WRITER over, possibly together
+                // with read locks for readers queued ahead: wait for them too.
+                Parked::HandedOff => break,
+                Parked::TimedOut => return false,
+            }
+        }
+        // Step 2: wait for the readers counted when WRITER was claimed.
+        self.wait_for_readers(deadline) || self.abandon_claim(Abandon::ToNothing)
+    }
+
+    /// One round of waiting in the main queue: spin while nobody is parked,
+    /// then mark the word parked and sleep while `blocked` holds.
+    #[inline]
+    fn park_main(
+        &self,
+        spin: &mut SpinWait,
+        state: &mut usize,
+        want: Want,
+        deadline: Option<Instant>,
+        blocked: impl Fn(usize) -> bool,
+    ) -> Parked {
+        if *state & PARKED == 0 && spin.spin() {
+            *state = self.state.load(Ordering::Relaxed);
+            return Parked::Retry;
+        }
+        if *state & PARKED == 0
+            && let Err(now) = self.state.compare_exchange_weak(
+                *state,
+                *state | PARKED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+        {
+            *state = now;
+            return Parked::Retry;
+        }
+        let validate = || {
+            let state = self.state.load(Ordering::Relaxed);
+            state & PARKED != 0 && blocked(state)
+        };
+        let timed_out = |_key, was_last: bool| {
+            if was_last {
+                // AND only clears; it cannot borrow into other bits.
+                self.state.fetch_and(!PARKED, Ordering::Relaxed);
+            }
+        };
+        // SAFETY: the key is this lock's address; the closures only read and
+        // clear bits of the word and cannot panic.
+        let result = unsafe {
+            park::park(
+                self.key(),
+                validate,
+                || {},
+                timed_out,
+                fair::token(want),
+                deadline,
+            )
+        };
+        spin.reset();
+        *state = self.state.load(Ordering::Relaxed);
+        match result {
+            ParkResult::Unparked(TOKEN_HANDOFF) => Parked::HandedOff,
+            ParkResult::Unparked(_) | ParkResult::Invalid => Parked::Retry,
+            ParkResult::TimedOut => Parked::TimedOut,
+        }
+    }
+
+    /// With WRITER claimed, waits until no reader is counted. False if the
+    /// deadline passed first; WRITER is then still claimed.
+    fn wait_for_readers(&self, deadline: Option<Instant>) -> bool {
+        let mut spin = SpinWait::new();
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & READERS == 0 {
+                return true;
+            }
+            if state & WRITER_PARKED == 0 {
+                if spin.spin() {
+                    state = self.state.load(Ordering::Acquire);
+                    continue;
+                }
+                if let Err(now) = self.state.compare_exchange_weak(
+                    state,
+                    state | WRITER_PARKED,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    state = now;
+                    continue;
+                }
+            }
+            // The last reader clears WRITER_PARKED before waking us, so a
+            // cleared bit means the readers are gone and we must not sleep.
+            let validate = || self.state.load(Ordering::Relaxed) & WRITER_PARKED != 0;
+            // SAFETY: the drain key belongs to this lock; the closure only
+            // reads the word.
+            let result = unsafe {
+                park::park(
+                    self.drain_key(),
+                    validate,
+                    || {},
+                    |_, _| {},
+                    fair::token(Want::Exclusive),
+                    deadline,
+                )
+            };
+            state = self.state.load(Ordering::Acquire);
+            if result == ParkResult::TimedOut {
+                // The word, not the park result, decides: the last reader may
+                // have left just as the deadline passed.
+                return state & READERS == 0;
+            }
+        }
+    }
+
+    /// A claiming writer gives up: clear exactly the writer bits that are set
+    /// (restoring the upgradable read lock if it was upgrading) and wake the
+    /// threads that WRITER held back. If the readers have left by now, keep
+    /// the lock instead and return true.
+    #[cold]
+    fn abandon_claim(&self, to: Abandon) -> bool {
+        // Test-only: parking_lot's abandon (subtract the bits set earlier), for
+        // the model test rwlock_timed_writer_vs_last_reader_2 to catch.
+        #[cfg(lockscope_buggy_abandon)]
+        if to == Abandon::ToNothing {
+            let old = self
+                .state
+                .fetch_sub(WRITER | WRITER_PARKED, Ordering::Release);
+            if old & PARKED != 0 {
+                self.wake_main(WAKE_ALL);
+            }
+            return false;
+        }
+        let mut state = self.state.load(Ordering::Relaxed);
+        let next = loop {
+            if state & WRITER == 0 || broken_invariant(state).is_some() {
+                let _ = violation::report(
+                    self.violation("abandon_claim", "the claiming writer's bit is gone", state),
+                    false,
+                );
+                unreachable!("an unrefusable violation returned");
+            }
+            if state & READERS == 0 {
+                fence(Ordering::Acquire);
+                return true;
+            }
+            let mut next = state & !(WRITER | WRITER_PARKED);
+            if to == Abandon::ToUpgradable {
+                next = self.add_reader(next, "try_upgrade_for") | UPGRADABLE;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break next,
+                Err(now) => state = now,
+            }
+        };
+        if next & PARKED != 0 {
+            let wake = match to {
+                Abandon::ToNothing => Wake::All,
+                Abandon::ToUpgradable => Wake::PlainReaders,
+            };
+            self.wake_main(wake);
+        }
+        false
+    }
+
+    unsafe fn upgrade_until(
+        &self,
+        guard: GuardMarker,
+        deadline: Option<Instant>,
+    ) -> Result<GuardMarker, GuardMarker> {
+        let Some(state) = self.try_transition("try_upgrade_for", |state| {
+            Self::holds_upgradable(state).then(|| ((state & !UPGRADABLE) - ONE_READER) | WRITER)
+        }) else {
+            return Err(guard);
+        };
+        if state & READERS == 0
+            || self.wait_for_readers(deadline)
+            || self.abandon_claim(Abandon::ToUpgradable)
+        {
+            Ok(GuardMarker::new())
+        } else {
+            Err(guard)
+        }
+    }
+
+    #[cold]
+    fn wake_drained_writer(&self) {
+        // SAFETY: the drain key belongs to this lock; the callback does nothing.
+        unsafe {
+            park::unpark_one(self.drain_key(), |_| TOKEN_NORMAL);
+        }
+    }
+
+    #[cold]
+    fn unlock_exclusive_slow(&self, force_fair: bool) {
+        // Readers are never blocked by UPGRADABLE and a writer owns no
+        // UPGRADABLE, so every parked thread is eligible: wake as `All`.
+        let state = self.state.load(Ordering::Relaxed);
+        if !Self::holds_exclusive(state) {
+            return self.refuse("unlock_exclusive", "the lock is not write-locked", state);
+        }
+        let now = time::micros_now();
+        let handoff = Cell::new(force_fair);
+        let granted = Cell::new(0);
+        let mut first = true;
+        let filter = |token| {
+            if first {
+                first = false;
+                handoff.set(handoff.get() || fair::overdue(token, now));
+            }
+            select(Wake::All, &granted, token)
+        };
+        let callback = |result: UnparkResult| {
+            let parked = if result.have_more_threads { PARKED } else { 0 };
+            if handoff.get() && result.unparked_threads != 0 {
+                // The woken threads own the lock as granted; WRITER goes to
+                // the woken writer, if that is who was woken.
+                self.state.store(granted.get() | parked, Ordering::Release);
+                TOKEN_HANDOFF
+            } else {
+                self.state.store(parked, Ordering::Release);
+                TOKEN_NORMAL
+            }
+        };
+        // SAFETY: the key is this lock's address; filter and callback touch
+        // only the word and locals and cannot panic.
+        unsafe {
+            park::unpark_filter(self.key(), filter, callback);
+        }
+    }
+
+    /// Wakes the threads in the main queue that a change of state (already
+    /// made) may let through; they compete for the lock again.
+    #[cold]
+    fn wake_main(&self, wake: Wake) {
+        let granted = Cell::new(0);
+        let filter = |token| select(wake, &granted, token);
+        let callback = |result: UnparkResult| {
+            if !result.have_more_threads {
+                self.state.fetch_and(!PARKED, Ordering::Relaxed);
+            }
+            TOKEN_NORMAL
+        };
+        // SAFETY: the key is this lock's address; filter and callback touch
+        // only the word and locals and cannot panic.
+        unsafe {
+            park::unpark_filter(self.key(), filter, callback);
+        }
+    }
+}
+
+/// The outcome of one round in the main queue.
+enum Parked {
+    Retry,
+    HandedOff,
+    TimedOut,
+}
+
+/// Decides, in queue order, which parked threads to wake: every reader up to
+/// a selected writer, and at most one writer or upgradable reader; nothing
+/// after a writer. `granted` accumulates the word bits the woken threads would
+/// own if the lock were handed to them (a writer woken with readers then owns
+/// a claim and waits for them to leave).
+fn select(wake: Wake, granted: &Cell<usize>, token: ParkToken) -> FilterOp {
+    let held = granted.get();
+    if held & WRITER != 0 {
+        return FilterOp::Stop;
+    }
+    match fair::want_of(token) {
+        Want::Shared => {
+            granted.set(held + ONE_READER);
+            FilterOp::Unpark
+        }
+        _ if wake == Wake::PlainReaders || held & UPGRADABLE != 0 => FilterOp::Skip,
+        Want::Exclusive => {
+            granted.set(held | WRITER);
+            FilterOp::Unpark
+        }
+        Want::Upgradable => {
+            granted.set((held + ONE_READER) | UPGRADABLE);
+            FilterOp::Unpark
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What happens when a lock word is asked to make a transition its state does
+//! not allow: a report, never a silent change of the word.
+//!
+//! Every transition of every raw lock checks the state it starts from. When
+//! the check fails (releasing a lock that is not held, a reader count that
+//! would underflow or overflow, bits that cannot be set together), the word is
+//! left exactly as it was and a [`Violation`] is handed to the process-wide
+//! [`ViolationPolicy`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+/// What lockscope does when it detects a lock-word invariant violation.
+///
+/// The word is never modified by the faulty transition, whatever the policy.
+///
+/// ```
+/// use lockscope::ViolationPolicy;
+/// lockscope::set_violation_policy(ViolationPolicy::LogThenPanic);
+/// assert_eq!(lockscope::violation_policy(), ViolationPolicy::LogThenPanic);
+/// lockscope::set_violation_policy(ViolationPolicy::Panic);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ViolationPolicy {
+    /// Panic with the report as the message (the default). A release that
+    /// panics leaves the lock as it was.
+    #[default]
+    Panic,
+    /// Write the report to standard error, then panic with it.
+    LogThenPanic,
+    /// Write the report to standard error, then abort the process: for
+    /// services that prefer a core dump to unwinding past a broken lock.
+    Abort,
+    /// Write the report to standard error and refuse the faulty release,
+    /// leaving the word unchanged. Violations found while acquiring (a
+    /// reader count that would overflow) cannot be refused and still panic.
+    Log,
+}
+
+static POLICY: AtomicU8 = AtomicU8::new(0);
+static REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the process-wide violation policy.
+pub fn set_violation_policy(policy: ViolationPolicy) {
+    let code = match policy {
+        ViolationPolicy::Panic => 0,
+        ViolationPolicy::LogThenPanic => 1,
+        ViolationPolicy::Abort => 2,
+        ViolationPolicy::Log => 3,
+    };
+    POLICY.store(code, Ordering::Relaxed);
+}
+
+/// Returns the process-wide violation policy.
+pub fn violation_policy() -> ViolationPolicy {
+    match POLICY.load(Ordering::Relaxed) {
+        1 => ViolationPolicy::LogThenPanic,
+        2 => ViolationPolicy::Abort,
+        3 => ViolationPolicy::Log,
+        _ => ViolationPolicy::Panic,
+    }
+}
+
+/// How many violations this process has reported so far, under any policy.
+pub fn violations_reported() -> u64 {
+    REPORTED.load(Ordering::Relaxed)
+}
+
+/// A refused lock-word transition: which lock, which operation, what the word
+/// held and what was wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The kind of raw lock (`"RawMutex"`, `"RawRwLock"`, ...).
+    pub lock: &'static str,
+    /// The address of the lock word, to tell locks apart in a report.
+    pub address: usize,
+    /// The operation that was refused (`"unlock"`, `"unlock_shared"`, ...).
+    pub operation: &'static str,
+    /// What the state does not allow.
+    pub problem: &'static str,
+    /// The raw word at the moment of the check.
+    pub word: usize,
+    /// The word decoded field by field.
+    pub decoded: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lockscope: lock invariant violated: {} at {:#x}: {} refused: {}; word {:#x} = {}",
+            self.lock, self.address, self.operation, self.problem, self.word, self.decoded
+        )
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Whether the caller may go on after the report (only under
+/// [`ViolationPolicy::Log`] for a release).
+#[must_use]
+pub(crate) enum Outcome {
+    /// The faulty operation is refused; the word is unchanged.
+    Refused,
+}
+
+/// Hands a violation to the policy. Returns only when the policy is
+/// [`ViolationPolicy::Log`] and the operation can be refused.
+#[cold]
+#[inline(never)]
+pub(crate) fn report(violation: Violation, refusable: bool) -> Outcome {
+    REPORTED.fetch_add(1, Ordering::Relaxed);
+    match violation_policy() {
+        ViolationPolicy::Panic => panic!("{violation}"),
+        ViolationPolicy::LogThenPanic => {
+            eprintln!("{violation}");
+            panic!("{violation}")
+        }
+        ViolationPolicy::Abort => {
+            eprintln!("{violation}");
+            std::process::abort()
+        }
+        ViolationPolicy::Log => {
+            eprintln!("{violation}");
+            if refusable {
+                Outcome::Refused
+            } else {
+                panic!("{violation}")
+            }
+        }
+    }
+}
