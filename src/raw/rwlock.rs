@@ -917,7 +917,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                 .state
                 .fetch_sub(WRITER | WRITER_PARKED, Ordering::Release);
             if old & PARKED != 0 {
-                self.wake_main(WAKE_ALL);
+                self.wake_main(Wake::All);
             }
             return false;
         }

@@ -495,10 +495,6 @@ fn rwlock_readers_writer_3() {
 }
 
 #[test]
-#[cfg_attr(
-    not(lockscope_known_findings),
-    ignore = "finds a lost wake-up in RawRwLock: see docs/model-checking.md, Findings"
-)]
 fn rwlock_writers_reader_3() {
     check(
         Some(3),
@@ -620,10 +616,6 @@ fn rwlock_upgrade_2() {
 }
 
 #[test]
-#[cfg_attr(
-    not(lockscope_known_findings),
-    ignore = "finds a lost wake-up in RawRwLock: see docs/model-checking.md, Findings"
-)]
 fn rwlock_upgrade_3() {
     check(
         Some(3),
@@ -708,10 +700,6 @@ fn rwlock_try_upgrade_for_2() {
 }
 
 #[test]
-#[cfg_attr(
-    not(lockscope_known_findings),
-    ignore = "finds a lost wake-up in RawRwLock: see docs/model-checking.md, Findings"
-)]
 fn rwlock_fair_unlock_3() {
     check(
         Some(3),
