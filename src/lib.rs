@@ -28,6 +28,7 @@
 
 /// A concurrent two-tier cache built on this crate's locks.
 pub mod cache;
+pub mod diag;
 mod once;
 mod raw;
 mod sync;

@@ -234,6 +234,7 @@ fn violation_display_and_word_decoders() {
         problem: "the mutex is not locked",
         word: 0,
         decoded: lockscope::RawMutex::decode(0).to_string(),
+        detail: None,
     };
     let s = v.to_string();
     assert!(s.starts_with("lockscope: lock invariant violated"));

@@ -53,6 +53,7 @@ unsafe impl lock_api::RawCondvar for RawCondvar {
 
     type RawMutex = RawMutex;
 
+    #[track_caller]
     unsafe fn wait(&self, mutex: &RawMutex, _guard: &mut GuardMarker) {
         self.wait_until_internal(mutex, None);
     }
@@ -81,6 +82,7 @@ unsafe impl lock_api::RawCondvarTimed for RawCondvar {
         time::deadline_after(*timeout)
     }
 
+    #[track_caller]
     unsafe fn wait_until(
         &self,
         mutex: &RawMutex,
@@ -90,6 +92,7 @@ unsafe impl lock_api::RawCondvarTimed for RawCondvar {
         self.wait_until_internal(mutex, Some(*deadline))
     }
 
+    #[track_caller]
     unsafe fn wait_for(
         &self,
         mutex: &RawMutex,
@@ -107,7 +110,9 @@ impl RawCondvar {
 
     /// Waits on `mutex` (held by the caller) until notified or `deadline`;
     /// true if the wait timed out.
+    #[track_caller]
     fn wait_until_internal(&self, mutex: &RawMutex, deadline: Option<Instant>) -> bool {
+        let site = core::panic::Location::caller();
         let mutex_ptr = ptr::from_ref(mutex).cast_mut();
         let mut second_mutex = false;
         let mut requeued = false;
@@ -153,9 +158,12 @@ impl RawCondvar {
             // The mutex was never released: the caller's guard is intact.
             panic!("lockscope: a Condvar was used with two different mutexes at once");
         }
-        if result != ParkResult::Unparked(TOKEN_HANDOFF) {
+        if result == ParkResult::Unparked(TOKEN_HANDOFF) {
+            // The unlocker handed the mutex over: record this thread as holder.
+            mutex.diag.acquired_exclusive(crate::raw::mutex::KIND, site);
+        } else {
             // Not handed the mutex by its unlocker: take it back ourselves.
-            let _relocked: GuardMarker = lock_api::RawMutex::lock(mutex);
+            mutex.lock_at(site);
         }
         result == ParkResult::TimedOut && !requeued
     }

@@ -1,8 +1,10 @@
 //! The raw mutex: one byte of lock word, parking on its address.
 
 use core::fmt;
+use core::panic::Location;
 
 use crate::GuardMarker;
+use crate::diag::{LockDiag, Mode, Wait};
 use crate::raw::fair::{self, TOKEN_HANDOFF, TOKEN_NORMAL, Want};
 use crate::raw::violation::{self, Violation};
 use crate::sync::SpinWait;
@@ -23,6 +25,9 @@ const PARKED: u8 = 0b10;
 // No other bit is ever set: a word with any of them is corrupt.
 const UNKNOWN: u8 = !(LOCKED | PARKED);
 
+/// What diagnostics call a mutex (fair and reentrant ones too).
+pub(crate) const KIND: &str = "Mutex";
+
 /// The raw mutex behind [`Mutex`](crate::Mutex): a parking_lot-compatible
 /// word lock (spin briefly, then park), whose every transition is checked.
 ///
@@ -40,6 +45,7 @@ const UNKNOWN: u8 = !(LOCKED | PARKED);
 /// ```
 pub struct RawMutex {
     state: AtomicU8,
+    pub(crate) diag: LockDiag,
 }
 
 /// A mutex lock word decoded field by field, for reports.
@@ -86,24 +92,14 @@ impl fmt::Display for MutexWord {
 // with Release ordering.
 unsafe impl lock_api::RawMutex for RawMutex {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawMutex = RawMutex {
-        state: AtomicU8::new(0),
-    };
+    const INIT: RawMutex = RawMutex::labelled_opt(None);
 
     type Guard = GuardMarker;
 
     #[inline]
     #[track_caller]
     fn lock(&self) -> GuardMarker {
-        if self
-            .state
-            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            // Without a deadline the slow path returns only once it owns the lock.
-            let acquired = self.lock_slow(None);
-            debug_assert!(acquired);
-        }
+        self.lock_at(Location::caller());
         GuardMarker::new()
     }
 
@@ -121,7 +117,10 @@ unsafe impl lock_api::RawMutex for RawMutex {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(GuardMarker::new()),
+                Ok(_) => {
+                    self.diag.acquired_exclusive(KIND, Location::caller());
+                    return Some(GuardMarker::new());
+                }
                 Err(now) => state = now,
             }
         }
@@ -130,6 +129,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
     #[inline]
     #[track_caller]
     unsafe fn unlock(&self, _guard: GuardMarker) {
+        self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
@@ -151,6 +151,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     #[inline]
     #[track_caller]
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
+        self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
@@ -185,7 +186,7 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
         if let Some(guard) = lock_api::RawMutex::try_lock(self) {
             return Some(guard);
         }
-        self.lock_slow(time::deadline_after(timeout))
+        self.lock_slow(time::deadline_after(timeout), Location::caller())
             .then(GuardMarker::new)
     }
 
@@ -195,11 +196,47 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
         if let Some(guard) = lock_api::RawMutex::try_lock(self) {
             return Some(guard);
         }
-        self.lock_slow(Some(deadline)).then(GuardMarker::new)
+        self.lock_slow(Some(deadline), Location::caller())
+            .then(GuardMarker::new)
     }
 }
 
 impl RawMutex {
+    /// A mutex named `label` in diagnostics; `const`, so it works for
+    /// statics through `Mutex::from_raw`.
+    ///
+    /// ```
+    /// use lockscope::{Mutex, RawMutex};
+    /// static SESSIONS: Mutex<Vec<u32>> = Mutex::from_raw(RawMutex::labelled("sessions"), Vec::new());
+    /// SESSIONS.lock().push(1);
+    /// ```
+    pub const fn labelled(label: &'static str) -> Self {
+        Self::labelled_opt(Some(label))
+    }
+
+    const fn labelled_opt(label: Option<&'static str>) -> Self {
+        RawMutex {
+            state: AtomicU8::new(0),
+            diag: LockDiag::new(label),
+        }
+    }
+
+    /// Locks, recording `site` as the caller.
+    #[inline]
+    pub(crate) fn lock_at(&self, site: &'static Location<'static>) {
+        if self
+            .state
+            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.diag.acquired_exclusive(KIND, site);
+        } else {
+            // Without a deadline the slow path returns only once it owns the lock.
+            let acquired = self.lock_slow(None, site);
+            debug_assert!(acquired);
+        }
+    }
+
     /// Decodes a raw mutex word for a report.
     pub const fn decode(word: u8) -> MutexWord {
         MutexWord {
@@ -226,15 +263,38 @@ impl RawMutex {
 
     #[cold]
     fn violation(&self, operation: &'static str, problem: &'static str, word: u8) {
+        let _ = violation::report(self.violation_report(operation, problem, word, None), true);
+    }
+
+    #[cold]
+    fn violation_report(
+        &self,
+        operation: &'static str,
+        problem: &'static str,
+        word: u8,
+        detail: Option<String>,
+    ) -> Violation {
+        Violation {
+            lock: "RawMutex",
+            address: self.key(),
+            operation,
+            problem,
+            word: word as usize,
+            decoded: Self::decode(word).to_string(),
+            detail,
+        }
+    }
+
+    /// A thread asks for a mutex it holds: report instead of hanging. Under
+    /// `ViolationPolicy::Log` the thread goes on to wait (and hangs, logged).
+    #[cold]
+    fn self_deadlock(&self, why: String, word: u8) {
+        if violation::violation_policy() != crate::ViolationPolicy::Log {
+            // The report unwinds or aborts: this thread will not wait.
+            self.diag.cancel_wait();
+        }
         let _ = violation::report(
-            Violation {
-                lock: "RawMutex",
-                address: self.key(),
-                operation,
-                problem,
-                word: word as usize,
-                decoded: Self::decode(word).to_string(),
-            },
+            self.violation_report("lock", "self-deadlock", word, Some(why)),
             true,
         );
     }
@@ -274,7 +334,26 @@ impl RawMutex {
 
     /// Waits for the mutex until `deadline`; true once it is owned.
     #[cold]
-    pub(crate) fn lock_slow(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn lock_slow(
+        &self,
+        deadline: Option<Instant>,
+        site: &'static Location<'static>,
+    ) -> bool {
+        let mut wait = Wait::new(deadline.is_some());
+        let acquired = self.wait_for_lock(deadline, site, &mut wait);
+        self.diag.after_wait(wait, acquired, Mode::Exclusive, site);
+        if acquired {
+            self.diag.acquired_exclusive(KIND, site);
+        }
+        acquired
+    }
+
+    fn wait_for_lock(
+        &self,
+        deadline: Option<Instant>,
+        site: &'static Location<'static>,
+        wait: &mut Wait,
+    ) -> bool {
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -304,6 +383,18 @@ impl RawMutex {
             {
                 state = now;
                 continue;
+            }
+            if let Some(why) = self.diag.before_park(
+                wait,
+                KIND,
+                Mode::Exclusive,
+                site,
+                usize::from(state),
+                false,
+                false,
+                deadline.is_none(),
+            ) {
+                self.self_deadlock(why, state);
             }
             let validate = || self.state.load(Ordering::Relaxed) == LOCKED | PARKED;
             let timed_out = |_key, was_last: bool| {

@@ -12,8 +12,10 @@
 
 use core::cell::Cell;
 use core::fmt;
+use core::panic::Location;
 
 use crate::GuardMarker;
+use crate::diag::{LockDiag, Mode, Wait};
 use crate::raw::fair::{self, TOKEN_HANDOFF, TOKEN_NORMAL, Want};
 use crate::raw::violation::{self, Violation};
 use crate::sync::SpinWait;
@@ -86,6 +88,7 @@ const fn broken_invariant(state: usize) -> Option<&'static str> {
 /// ```
 pub struct RawRwLock<const RECURSIVE: bool = false> {
     state: AtomicUsize,
+    pub(crate) diag: LockDiag,
 }
 
 /// A raw reader-writer lock that allows recursive read locking.
@@ -185,9 +188,7 @@ enum Abandon {
 // ordering, all releases with Release ordering.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawRwLock {
-        state: AtomicUsize::new(0),
-    };
+    const INIT: Self = Self::labelled_opt(None);
 
     type SharedGuard = GuardMarker;
     type ExclusiveGuard = GuardMarker;
@@ -208,8 +209,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                 )
                 .is_ok())
         {
-            let acquired = self.lock_shared_slow(None);
+            let acquired = self.lock_shared_slow(None, Location::caller());
             debug_assert!(acquired);
+        } else {
+            self.diag
+                .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
         }
         GuardMarker::new()
     }
@@ -229,7 +233,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(GuardMarker::new()),
+                Ok(_) => {
+                    self.diag
+                        .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
+                    return Some(GuardMarker::new());
+                }
                 Err(now) => state = now,
             }
         }
@@ -263,6 +271,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                     if last_before_writer {
                         self.wake_drained_writer();
                     }
+                    self.diag.released_shared(Mode::Shared);
                     return;
                 }
                 Err(now) => state = now,
@@ -278,8 +287,10 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            let acquired = self.lock_exclusive_slow(None);
+            let acquired = self.lock_exclusive_slow(None, Location::caller());
             debug_assert!(acquired);
+        } else {
+            self.diag.acquired_exclusive(Self::KIND, Location::caller());
         }
         GuardMarker::new()
     }
@@ -298,7 +309,10 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(GuardMarker::new()),
+                Ok(_) => {
+                    self.diag.acquired_exclusive(Self::KIND, Location::caller());
+                    return Some(GuardMarker::new());
+                }
                 Err(now) => state = now,
             }
         }
@@ -307,6 +321,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline]
     #[track_caller]
     unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
+        self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
@@ -342,6 +357,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
     #[inline]
     #[track_caller]
     unsafe fn unlock_exclusive_fair(&self, _guard: GuardMarker) {
+        self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
@@ -370,9 +386,12 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
     #[track_caller]
     unsafe fn downgrade(&self, _guard: GuardMarker) -> GuardMarker {
+        self.diag.releasing_exclusive();
         let state = self.transition("downgrade", |state| {
             Self::holds_exclusive(state).then(|| (state & !WRITER) + ONE_READER)
         });
+        self.diag
+            .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
         if state & PARKED != 0 {
             self.wake_main(Wake::All);
         }
@@ -388,21 +407,23 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURS
     #[track_caller]
     fn try_lock_shared_for(&self, timeout: Duration) -> Option<GuardMarker> {
         lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
-            self.lock_shared_slow(time::deadline_after(timeout))
+            self.lock_shared_slow(time::deadline_after(timeout), Location::caller())
                 .then(GuardMarker::new)
         })
     }
 
     #[track_caller]
     fn try_lock_shared_until(&self, deadline: Instant) -> Option<GuardMarker> {
-        lock_api::RawRwLock::try_lock_shared(self)
-            .or_else(|| self.lock_shared_slow(Some(deadline)).then(GuardMarker::new))
+        lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
+            self.lock_shared_slow(Some(deadline), Location::caller())
+                .then(GuardMarker::new)
+        })
     }
 
     #[track_caller]
     fn try_lock_exclusive_for(&self, timeout: Duration) -> Option<GuardMarker> {
         lock_api::RawRwLock::try_lock_exclusive(self).or_else(|| {
-            self.lock_exclusive_slow(time::deadline_after(timeout))
+            self.lock_exclusive_slow(time::deadline_after(timeout), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -410,7 +431,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURS
     #[track_caller]
     fn try_lock_exclusive_until(&self, deadline: Instant) -> Option<GuardMarker> {
         lock_api::RawRwLock::try_lock_exclusive(self).or_else(|| {
-            self.lock_exclusive_slow(Some(deadline))
+            self.lock_exclusive_slow(Some(deadline), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -426,7 +447,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
     #[track_caller]
     fn lock_upgradable(&self) -> GuardMarker {
         if lock_api::RawRwLockUpgrade::try_lock_upgradable(self).is_none() {
-            let acquired = self.lock_upgradable_slow(None);
+            let acquired = self.lock_upgradable_slow(None, Location::caller());
             debug_assert!(acquired);
         }
         GuardMarker::new()
@@ -447,7 +468,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(GuardMarker::new()),
+                Ok(_) => {
+                    self.diag
+                        .acquired_shared(Self::KIND, Mode::Upgradable, Location::caller());
+                    return Some(GuardMarker::new());
+                }
                 Err(now) => state = now,
             }
         }
@@ -461,6 +486,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
         }) else {
             return;
         };
+        self.diag.released_shared(Mode::Upgradable);
         if state & PARKED != 0 {
             self.wake_main(Wake::All);
         }
@@ -468,13 +494,18 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
 
     #[track_caller]
     unsafe fn upgrade(&self, _guard: GuardMarker) -> GuardMarker {
+        let site = Location::caller();
         let state = self.transition("upgrade", |state| {
             Self::holds_upgradable(state).then(|| ((state & !UPGRADABLE) - ONE_READER) | WRITER)
         });
         if state & READERS != 0 {
-            let drained = self.wait_for_readers(None);
+            let mut ask = Ask::new(Mode::Exclusive, site, None, Some(Abandon::ToUpgradable));
+            let drained = self.wait_for_readers(&mut ask);
+            self.diag
+                .after_wait(ask.wait, drained, Mode::Exclusive, site);
             debug_assert!(drained);
         }
+        self.upgraded(site);
         GuardMarker::new()
     }
 
@@ -496,7 +527,10 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(GuardMarker::new()),
+                Ok(_) => {
+                    self.upgraded(Location::caller());
+                    return Ok(GuardMarker::new());
+                }
                 Err(now) => state = now,
             }
         }
@@ -521,6 +555,9 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRw
         let state = self.transition("downgrade_upgradable", |state| {
             Self::holds_upgradable(state).then_some(state & !UPGRADABLE)
         });
+        self.diag.released_shared(Mode::Upgradable);
+        self.diag
+            .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
         if state & PARKED != 0 {
             self.wake_main(Wake::All);
         }
@@ -529,9 +566,12 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRw
 
     #[track_caller]
     unsafe fn downgrade_to_upgradable(&self, _guard: GuardMarker) -> GuardMarker {
+        self.diag.releasing_exclusive();
         let state = self.transition("downgrade_to_upgradable", |state| {
             Self::holds_exclusive(state).then(|| ((state & !WRITER) + ONE_READER) | UPGRADABLE)
         });
+        self.diag
+            .acquired_shared(Self::KIND, Mode::Upgradable, Location::caller());
         if state & PARKED != 0 {
             self.wake_main(Wake::PlainReaders);
         }
@@ -545,7 +585,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
     #[track_caller]
     fn try_lock_upgradable_for(&self, timeout: Duration) -> Option<GuardMarker> {
         lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
-            self.lock_upgradable_slow(time::deadline_after(timeout))
+            self.lock_upgradable_slow(time::deadline_after(timeout), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -553,7 +593,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
     #[track_caller]
     fn try_lock_upgradable_until(&self, deadline: Instant) -> Option<GuardMarker> {
         lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
-            self.lock_upgradable_slow(Some(deadline))
+            self.lock_upgradable_slow(Some(deadline), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -565,7 +605,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
         timeout: Duration,
     ) -> Result<GuardMarker, GuardMarker> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.upgrade_until(guard, time::deadline_after(timeout)) }
+        unsafe { self.upgrade_until(guard, time::deadline_after(timeout), Location::caller()) }
     }
 
     #[track_caller]
@@ -575,11 +615,100 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
         deadline: Instant,
     ) -> Result<GuardMarker, GuardMarker> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.upgrade_until(guard, Some(deadline)) }
+        unsafe { self.upgrade_until(guard, Some(deadline), Location::caller()) }
     }
 }
 
 impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
+    /// What diagnostics call this kind of lock.
+    pub(crate) const KIND: &'static str = if RECURSIVE {
+        "RecursiveRwLock"
+    } else {
+        "RwLock"
+    };
+
+    /// A lock named `label` in diagnostics; `const`, so it works for
+    /// statics through `RwLock::from_raw`.
+    ///
+    /// ```
+    /// use lockscope::{RawRwLock, RwLock};
+    /// static ROUTES: RwLock<Vec<u32>> = RwLock::from_raw(RawRwLock::labelled("routes"), Vec::new());
+    /// ROUTES.write().push(1);
+    /// assert_eq!(ROUTES.read().len(), 1);
+    /// ```
+    pub const fn labelled(label: &'static str) -> Self {
+        Self::labelled_opt(Some(label))
+    }
+
+    const fn labelled_opt(label: Option<&'static str>) -> Self {
+        RawRwLock {
+            state: AtomicUsize::new(0),
+            diag: LockDiag::new(label),
+        }
+    }
+
+    /// The upgradable hold became an exclusive one.
+    #[inline]
+    fn upgraded(&self, site: &'static Location<'static>) {
+        self.diag.released_shared(Mode::Upgradable);
+        self.diag.acquired_exclusive(Self::KIND, site);
+    }
+
+    /// Before parking: records the wait, and reports a wait that cannot end
+    /// because this thread holds what it waits for. A claim of WRITER that
+    /// the report would leave stranded is abandoned first.
+    #[cold]
+    fn check_park(&self, ask: &mut Ask, state: usize) {
+        let Some(why) = self.diag.before_park(
+            &mut ask.wait,
+            Self::KIND,
+            ask.mode,
+            ask.site,
+            state,
+            ask.upgrading.is_some(),
+            state & WRITER != 0,
+            ask.deadline.is_none(),
+        ) else {
+            return;
+        };
+        if ask.reported {
+            return;
+        }
+        ask.reported = true;
+        let mut violation = self.violation("lock", "self-deadlock", state);
+        violation.detail = Some(why);
+        if violation::violation_policy() != violation::ViolationPolicy::Log {
+            // The report unwinds or aborts: this thread will not wait.
+            self.diag.cancel_wait();
+            if let Some(claimed) = ask.claimed {
+                // Give the claim back, so that unwinding (which releases
+                // this thread's read guards) leaves a working lock.
+                let kept = self.abandon_claim(claimed);
+                debug_assert!(!kept, "readers are still counted: this thread is one");
+                if claimed == Abandon::ToUpgradable {
+                    // `upgrade` consumed the upgradable guard: release the
+                    // upgradable read it stood for as well.
+                    self.release_upgradable_after_failed_upgrade();
+                }
+            }
+        }
+        let _ = violation::report(violation, true);
+    }
+
+    /// After a self-deadlocked `upgrade` gave its claim back: the upgradable
+    /// guard is gone (consumed by `upgrade`), so release its read lock.
+    #[cold]
+    fn release_upgradable_after_failed_upgrade(&self) {
+        if let Some(state) = self.try_transition("upgrade", |state| {
+            Self::holds_upgradable(state).then(|| (state & !UPGRADABLE) - ONE_READER)
+        }) {
+            self.diag.released_shared(Mode::Upgradable);
+            if state & PARKED != 0 {
+                self.wake_main(Wake::All);
+            }
+        }
+    }
+
     /// The current word, decoded (a snapshot: it may change at once).
     pub fn word(&self) -> RwLockWord {
         RawRwLock::decode(self.state.load(Ordering::Relaxed))
@@ -646,6 +775,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             problem,
             word,
             decoded: RawRwLock::decode(word).to_string(),
+            detail: None,
         }
     }
 
@@ -703,7 +833,21 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[cold]
-    fn lock_shared_slow(&self, deadline: Option<Instant>) -> bool {
+    fn lock_shared_slow(
+        &self,
+        deadline: Option<Instant>,
+        site: &'static Location<'static>,
+    ) -> bool {
+        let mut ask = Ask::new(Mode::Shared, site, deadline, None);
+        let acquired = self.wait_shared(&mut ask);
+        self.diag.after_wait(ask.wait, acquired, Mode::Shared, site);
+        if acquired {
+            self.diag.acquired_shared(Self::KIND, Mode::Shared, site);
+        }
+        acquired
+    }
+
+    fn wait_shared(&self, ask: &mut Ask) -> bool {
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -724,7 +868,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     }
                 }
             }
-            match self.park_main(&mut spin, &mut state, Want::Shared, deadline, |state| {
+            match self.park_main(&mut spin, &mut state, Want::Shared, ask, |state| {
                 !Self::admits_reader(state)
             }) {
                 Parked::Retry => {}
@@ -735,7 +879,23 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[cold]
-    fn lock_upgradable_slow(&self, deadline: Option<Instant>) -> bool {
+    fn lock_upgradable_slow(
+        &self,
+        deadline: Option<Instant>,
+        site: &'static Location<'static>,
+    ) -> bool {
+        let mut ask = Ask::new(Mode::Upgradable, site, deadline, None);
+        let acquired = self.wait_upgradable(&mut ask);
+        self.diag
+            .after_wait(ask.wait, acquired, Mode::Upgradable, site);
+        if acquired {
+            self.diag
+                .acquired_shared(Self::KIND, Mode::Upgradable, site);
+        }
+        acquired
+    }
+
+    fn wait_upgradable(&self, ask: &mut Ask) -> bool {
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -754,7 +914,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     }
                 }
             }
-            match self.park_main(&mut spin, &mut state, Want::Upgradable, deadline, |state| {
+            match self.park_main(&mut spin, &mut state, Want::Upgradable, ask, |state| {
                 state & (WRITER | UPGRADABLE) != 0
             }) {
                 Parked::Retry => {}
@@ -765,7 +925,22 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[cold]
-    fn lock_exclusive_slow(&self, deadline: Option<Instant>) -> bool {
+    fn lock_exclusive_slow(
+        &self,
+        deadline: Option<Instant>,
+        site: &'static Location<'static>,
+    ) -> bool {
+        let mut ask = Ask::new(Mode::Exclusive, site, deadline, None);
+        let acquired = self.wait_exclusive(&mut ask);
+        self.diag
+            .after_wait(ask.wait, acquired, Mode::Exclusive, site);
+        if acquired {
+            self.diag.acquired_exclusive(Self::KIND, site);
+        }
+        acquired
+    }
+
+    fn wait_exclusive(&self, ask: &mut Ask) -> bool {
         // Step 1: claim WRITER. Readers may still be counted; they leave in step 2.
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Ordering::Relaxed);
@@ -784,7 +959,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     }
                 }
             }
-            match self.park_main(&mut spin, &mut state, Want::Exclusive, deadline, |state| {
+            match self.park_main(&mut spin, &mut state, Want::Exclusive, ask, |state| {
                 state & (WRITER | UPGRADABLE) != 0
             }) {
                 Parked::Retry => {}
@@ -795,7 +970,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             }
         }
         // Step 2: wait for the readers counted when WRITER was claimed.
-        self.wait_for_readers(deadline) || self.abandon_claim(Abandon::ToNothing)
+        ask.claimed = Some(Abandon::ToNothing);
+        self.wait_for_readers(ask) || self.abandon_claim(Abandon::ToNothing)
     }
 
     /// One round of waiting in the main queue: spin while nobody is parked,
@@ -806,9 +982,10 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         spin: &mut SpinWait,
         state: &mut usize,
         want: Want,
-        deadline: Option<Instant>,
+        ask: &mut Ask,
         blocked: impl Fn(usize) -> bool,
     ) -> Parked {
+        let deadline = ask.deadline;
         if *state & PARKED == 0 && spin.spin() {
             *state = self.state.load(Ordering::Relaxed);
             return Parked::Retry;
@@ -824,6 +1001,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             *state = now;
             return Parked::Retry;
         }
+        self.check_park(ask, *state);
         let validate = || {
             let state = self.state.load(Ordering::Relaxed);
             state & PARKED != 0 && blocked(state)
@@ -857,7 +1035,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
 
     /// With WRITER claimed, waits until no reader is counted. False if the
     /// deadline passed first; WRITER is then still claimed.
-    fn wait_for_readers(&self, deadline: Option<Instant>) -> bool {
+    fn wait_for_readers(&self, ask: &mut Ask) -> bool {
+        let deadline = ask.deadline;
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Ordering::Acquire);
         loop {
@@ -879,6 +1058,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     continue;
                 }
             }
+            self.check_park(ask, state);
             // The last reader clears WRITER_PARKED before waking us, so a
             // cleared bit means the readers are gone and we must not sleep.
             let validate = || self.state.load(Ordering::Relaxed) & WRITER_PARKED != 0;
@@ -962,16 +1142,22 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         &self,
         guard: GuardMarker,
         deadline: Option<Instant>,
+        site: &'static Location<'static>,
     ) -> Result<GuardMarker, GuardMarker> {
         let Some(state) = self.try_transition("try_upgrade_for", |state| {
             Self::holds_upgradable(state).then(|| ((state & !UPGRADABLE) - ONE_READER) | WRITER)
         }) else {
             return Err(guard);
         };
-        if state & READERS == 0
-            || self.wait_for_readers(deadline)
-            || self.abandon_claim(Abandon::ToUpgradable)
-        {
+        let upgraded = state & READERS == 0 || {
+            let mut ask = Ask::new(Mode::Exclusive, site, deadline, Some(Abandon::ToUpgradable));
+            let drained = self.wait_for_readers(&mut ask);
+            let kept = drained || self.abandon_claim(Abandon::ToUpgradable);
+            self.diag.after_wait(ask.wait, kept, Mode::Exclusive, site);
+            kept
+        };
+        if upgraded {
+            self.upgraded(site);
             Ok(GuardMarker::new())
         } else {
             Err(guard)
@@ -1040,6 +1226,39 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         // only the word and locals and cannot panic.
         unsafe {
             park::unpark_filter(self.key(), filter, callback);
+        }
+    }
+}
+
+/// A blocking request in progress, for diagnostics and self-deadlock checks.
+struct Ask {
+    mode: Mode,
+    site: &'static Location<'static>,
+    deadline: Option<Instant>,
+    /// Set while upgrading: the thread's upgradable hold is expected.
+    upgrading: Option<Abandon>,
+    /// The WRITER claim this request holds while it waits for readers.
+    claimed: Option<Abandon>,
+    /// A self-deadlock was reported already.
+    reported: bool,
+    wait: Wait,
+}
+
+impl Ask {
+    fn new(
+        mode: Mode,
+        site: &'static Location<'static>,
+        deadline: Option<Instant>,
+        upgrading: Option<Abandon>,
+    ) -> Self {
+        Ask {
+            mode,
+            site,
+            deadline,
+            upgrading,
+            claimed: upgrading,
+            reported: false,
+            wait: Wait::new(deadline.is_some()),
         }
     }
 }

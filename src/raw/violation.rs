@@ -83,6 +83,8 @@ pub struct Violation {
     pub word: usize,
     /// The word decoded field by field.
     pub decoded: String,
+    /// More about this violation, such as both call sites of a self-deadlock.
+    pub detail: Option<String>,
 }
 
 impl fmt::Display for Violation {
@@ -91,7 +93,11 @@ impl fmt::Display for Violation {
             f,
             "lockscope: lock invariant violated: {} at {:#x}: {} refused: {}; word {:#x} = {}",
             self.lock, self.address, self.operation, self.problem, self.word, self.decoded
-        )
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, "; {detail}")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,633 @@
+//! What each lock records: the inline part ([`LockDiag`], in the raw lock)
+//! and the per-lock [`LockRecord`] on the heap, created at the first
+//! acquisition and listed in the registry.
+//!
+//! Cost on an uncontended acquisition and release, by mode:
+//! - exclusive: the holder's thread, call site, context and coarse time are
+//!   stored in the record's exclusive line, which only the holder writes;
+//!   the release copies them to the last-holder fields and counts the
+//!   acquisition (exactly: the holder is alone). One in 64 exclusive
+//!   acquisitions of each lock reads the precise clock for the hold-time
+//!   histogram.
+//! - shared and upgradable: a hold slot in the thread's own record; no write
+//!   to any line other readers touch. One shared acquisition in 64 per thread
+//!   (random gaps) is sampled: it adds its gap to the lock's shared count and
+//!   times its hold.
+//! - waiting (slow path, about to park): precise clock, wait slot, counters,
+//!   wait-time histogram, self-deadlock check; timeouts also list the holders
+//!   and emit a `tracing` event.
+
+use core::panic::Location;
+use core::ptr;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Mode;
+use super::clock::{self, elapsed_ms};
+use super::histogram::Histogram;
+use super::thread::{self, ThreadRecord};
+use super::{Holder, LastHolder, LockStats, Snapshot, TimeoutRecord, Waiter};
+
+/// Exclusive acquisitions of one lock between two sampled ones.
+const EXCLUSIVE_SAMPLE: u64 = 64;
+/// Timeouts kept per lock for snapshots.
+const RECENT_TIMEOUTS: usize = 8;
+
+/// Written only by the thread holding the lock exclusively.
+#[repr(align(64))]
+pub(crate) struct ExclusiveLine {
+    pub(crate) holder: AtomicPtr<ThreadRecord>,
+    pub(crate) holder_site: AtomicPtr<Location<'static>>,
+    pub(crate) holder_context: AtomicU64,
+    pub(crate) holder_sampled_at: AtomicU64,
+    pub(crate) holder_since: AtomicU32,
+    pub(crate) last_since: AtomicU32,
+    pub(crate) last_held_ms: AtomicU32,
+    pub(crate) acquisitions: AtomicU64,
+    pub(crate) last_holder: AtomicPtr<ThreadRecord>,
+    pub(crate) last_site: AtomicPtr<Location<'static>>,
+    pub(crate) last_context: AtomicU64,
+}
+
+/// Counters bumped by waiters and sampled acquisitions.
+#[repr(align(64))]
+pub(crate) struct StatsLine {
+    pub(crate) shared_acquisitions: AtomicU64,
+    pub(crate) contended: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) wait: Histogram,
+    pub(crate) hold: Histogram,
+}
+
+/// The heap part of a lock's diagnostics.
+pub(crate) struct LockRecord {
+    pub(crate) excl: ExclusiveLine,
+    pub(crate) stats: StatsLine,
+    pub(crate) kind: &'static str,
+    /// Where the lock was first acquired: its name when it has no label.
+    pub(crate) first_site: &'static Location<'static>,
+    pub(crate) label: Mutex<Option<Arc<str>>>,
+    pub(crate) recent_timeouts: Mutex<VecDeque<TimeoutRecord>>,
+    /// The last lock word a thread saw before it parked.
+    pub(crate) parked_word: AtomicUsize,
+    pub(crate) alive: AtomicBool,
+    pub(crate) next: AtomicPtr<LockRecord>,
+}
+
+/// The inline part of a lock's diagnostics: a pointer to its record, and
+/// the label given at construction.
+pub(crate) struct LockDiag {
+    record: AtomicPtr<LockRecord>,
+    label: Option<&'static str>,
+}
+
+/// A wait in progress on a slow path.
+///
+/// An untimed wait is timed from its first park (the spinning before it,
+/// tens of microseconds at most, is not counted, so that a contended
+/// acquisition that never parks reads no clock). A timed one is timed from
+/// the call, like its timeout.
+pub(crate) struct Wait {
+    start_ns: u64,
+    parked: bool,
+}
+
+impl Wait {
+    pub(crate) fn new(timed: bool) -> Self {
+        Wait {
+            start_ns: if timed { clock::precise_ns() } else { 0 },
+            parked: false,
+        }
+    }
+}
+
+#[inline]
+fn site_ptr(site: &'static Location<'static>) -> *mut Location<'static> {
+    ptr::from_ref(site).cast_mut()
+}
+
+#[inline]
+fn site_ref(site: *mut Location<'static>) -> Option<&'static Location<'static>> {
+    // SAFETY: site pointers only ever come from `&'static Location`.
+    unsafe { site.cast_const().as_ref() }
+}
+
+impl LockDiag {
+    pub(crate) const fn new(label: Option<&'static str>) -> Self {
+        LockDiag {
+            record: AtomicPtr::new(ptr::null_mut()),
+            label,
+        }
+    }
+
+    /// The record, if the lock has been acquired (or labelled) yet.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&LockRecord> {
+        // SAFETY: a non-null record stays allocated until this lock drops
+        // (`retire`), and `&self` proves it has not.
+        unsafe { self.record.load(Ordering::Acquire).as_ref() }
+    }
+
+    #[inline]
+    fn record(&self, kind: &'static str, site: &'static Location<'static>) -> &LockRecord {
+        match self.get() {
+            Some(record) => record,
+            None => self.create(kind, site),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn create(
+        &self,
+        kind: &'static str,
+        site: &'static Location<'static>,
+    ) -> &LockRecord {
+        let fresh = Box::into_raw(Box::new(LockRecord {
+            excl: ExclusiveLine {
+                holder: AtomicPtr::new(ptr::null_mut()),
+                holder_site: AtomicPtr::new(ptr::null_mut()),
+                holder_context: AtomicU64::new(0),
+                holder_sampled_at: AtomicU64::new(0),
+                holder_since: AtomicU32::new(0),
+                last_since: AtomicU32::new(0),
+                last_held_ms: AtomicU32::new(0),
+                acquisitions: AtomicU64::new(0),
+                last_holder: AtomicPtr::new(ptr::null_mut()),
+                last_site: AtomicPtr::new(ptr::null_mut()),
+                last_context: AtomicU64::new(0),
+            },
+            stats: StatsLine {
+                shared_acquisitions: AtomicU64::new(0),
+                contended: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
+                wait: Histogram::new(),
+                hold: Histogram::new(),
+            },
+            kind,
+            first_site: site,
+            label: Mutex::new(self.label.map(Arc::from)),
+            recent_timeouts: Mutex::new(VecDeque::new()),
+            parked_word: AtomicUsize::new(0),
+            alive: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }));
+        match self.record.compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                super::registry::register(fresh);
+                // SAFETY: just published; freed only after this lock drops.
+                unsafe { &*fresh }
+            }
+            Err(winner) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: as in `get`.
+                unsafe { &*winner }
+            }
+        }
+    }
+
+    /// The lock is being dropped: its record leaves the registry.
+    pub(crate) fn retire(&mut self) {
+        let record = *self.record.get_mut();
+        if !record.is_null() {
+            super::registry::retire(record);
+        }
+    }
+
+    /// The calling thread now holds the lock exclusively.
+    #[inline]
+    pub(crate) fn acquired_exclusive(&self, kind: &'static str, site: &'static Location<'static>) {
+        let record = self.record(kind, site);
+        let Some(me) = thread::current() else { return };
+        let now = clock::now_ms();
+        let line = &record.excl;
+        // Only the exclusive holder writes this line, so a load and a store
+        // count exactly without a locked instruction.
+        let n = line.acquisitions.load(Ordering::Relaxed);
+        line.acquisitions.store(n + 1, Ordering::Relaxed);
+        let sampled = if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
+            clock::precise_ns()
+        } else {
+            0
+        };
+        line.holder_site.store(site_ptr(site), Ordering::Relaxed);
+        line.holder_since.store(now, Ordering::Relaxed);
+        line.holder_context
+            .store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        line.holder_sampled_at.store(sampled, Ordering::Relaxed);
+        line.holder
+            .store(ptr::from_ref(me).cast_mut(), Ordering::Release);
+    }
+
+    /// The exclusive holder is about to release the lock.
+    #[inline]
+    pub(crate) fn releasing_exclusive(&self) {
+        let Some(record) = self.get() else { return };
+        let line = &record.excl;
+        let holder = line.holder.load(Ordering::Relaxed);
+        if holder.is_null() {
+            return;
+        }
+        let since = line.holder_since.load(Ordering::Relaxed);
+        let held = elapsed_ms(since, clock::now_ms());
+        let site = line.holder_site.load(Ordering::Relaxed);
+        let context = line.holder_context.load(Ordering::Relaxed);
+        line.last_site.store(site, Ordering::Relaxed);
+        line.last_since.store(since, Ordering::Relaxed);
+        line.last_held_ms.store(held, Ordering::Relaxed);
+        line.last_context.store(context, Ordering::Relaxed);
+        line.last_holder.store(holder, Ordering::Relaxed);
+        line.holder.store(ptr::null_mut(), Ordering::Release);
+        let sampled = line.holder_sampled_at.load(Ordering::Relaxed);
+        if sampled != 0 {
+            record.sampled_hold(sampled);
+        }
+        if held >= super::slow_hold_ms() {
+            record.slow_hold(Mode::Exclusive, site, context, held);
+        }
+    }
+
+    /// The calling thread now holds the lock in `mode` (shared or upgradable).
+    #[inline]
+    pub(crate) fn acquired_shared(
+        &self,
+        kind: &'static str,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        let record = self.record(kind, site);
+        let Some(me) = thread::current() else { return };
+        let stands_for = me.hold(
+            ptr::from_ref(record).cast_mut(),
+            mode,
+            site,
+            clock::now_ms(),
+        );
+        if stands_for != 0 {
+            record
+                .stats
+                .shared_acquisitions
+                .fetch_add(u64::from(stands_for), Ordering::Relaxed);
+        }
+    }
+
+    /// The calling thread released a hold in `mode` (shared or upgradable).
+    #[inline]
+    pub(crate) fn released_shared(&self, mode: Mode) {
+        let Some(record) = self.get() else { return };
+        let lock = ptr::from_ref(record).cast_mut();
+        let Some(me) = thread::current() else { return };
+        let Some(i) = me.find(lock, mode) else {
+            return record.release_foreign(lock, mode);
+        };
+        let slot = &me.slots[i];
+        let since = slot.since_ms.load(Ordering::Relaxed);
+        let sampled = slot.sampled_at.load(Ordering::Relaxed);
+        me.holds[i].store(ptr::null_mut(), Ordering::Release);
+        if sampled != 0 {
+            record.sampled_hold(sampled);
+        }
+        let held = elapsed_ms(since, clock::now_ms());
+        if held >= super::slow_hold_ms() {
+            let site = slot.site.load(Ordering::Relaxed);
+            record.slow_hold(mode, site, slot.context.load(Ordering::Relaxed), held);
+        }
+    }
+
+    /// The calling thread is about to park for the lock. The first call of a
+    /// wait records it; every call checks for a self-deadlock, which is
+    /// returned as a description of the hold that makes the wait hopeless.
+    ///
+    /// `upgrading`: the thread holds the upgradable lock and waits to upgrade
+    /// it, so that hold is expected. `writer_ahead`: a writer has claimed the
+    /// lock, so a thread that already reads it cannot get a second read.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn before_park(
+        &self,
+        wait: &mut Wait,
+        kind: &'static str,
+        mode: Mode,
+        site: &'static Location<'static>,
+        word: usize,
+        upgrading: bool,
+        writer_ahead: bool,
+        untimed: bool,
+    ) -> Option<String> {
+        let record = self.record(kind, site);
+        let me = thread::current()?;
+        if !wait.parked {
+            wait.parked = true;
+            if wait.start_ns == 0 {
+                wait.start_ns = clock::precise_ns();
+            }
+            record.stats.contended.fetch_add(1, Ordering::Relaxed);
+            let slot = &me.wait;
+            slot.mode.store(mode.code(), Ordering::Relaxed);
+            slot.since_ms.store(clock::now_ms(), Ordering::Relaxed);
+            slot.site.store(site_ptr(site), Ordering::Relaxed);
+            slot.lock
+                .store(ptr::from_ref(record).cast_mut(), Ordering::Release);
+        }
+        record.parked_word.store(word, Ordering::Relaxed);
+        if !untimed {
+            return None;
+        }
+        let here = format!("{}:{}", site.file(), site.line());
+        if record.excl.holder.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut() {
+            let held_at = site_ref(record.excl.holder_site.load(Ordering::Relaxed)).map_or_else(
+                || "an unknown site".to_string(),
+                |s| format!("{}:{}", s.file(), s.line()),
+            );
+            return Some(format!(
+                "this thread already holds it exclusively (acquired at {held_at}) and asks for it again ({mode:?}) at {here}"
+            ));
+        }
+        let lock = ptr::from_ref(record).cast_mut();
+        for i in 0..thread::HOLD_SLOTS {
+            if me.holds[i].load(Ordering::Relaxed) != lock {
+                continue;
+            }
+            let held = Mode::from_code(me.slots[i].mode.load(Ordering::Relaxed));
+            let hopeless = match (held, mode) {
+                (Mode::Upgradable, _) if upgrading => false,
+                (_, Mode::Exclusive | Mode::Upgradable) => true,
+                (Mode::Shared, Mode::Shared) => writer_ahead,
+                _ => false,
+            };
+            if hopeless {
+                let held_at = site_ref(me.slots[i].site.load(Ordering::Relaxed)).map_or_else(
+                    || "an unknown site".to_string(),
+                    |s| format!("{}:{}", s.file(), s.line()),
+                );
+                let why = if mode == Mode::Shared {
+                    ", and a writer is queued behind that read"
+                } else {
+                    ""
+                };
+                return Some(format!(
+                    "this thread holds it ({held:?}, acquired at {held_at}{why}) and asks for it ({mode:?}) at {here}"
+                ));
+            }
+        }
+        None
+    }
+
+    /// The wait ended: acquired, or gave up at its deadline.
+    #[cold]
+    pub(crate) fn after_wait(
+        &self,
+        wait: Wait,
+        acquired: bool,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        if !wait.parked {
+            return;
+        }
+        let Some(record) = self.get() else { return };
+        let waited = clock::precise_ns().saturating_sub(wait.start_ns);
+        record.stats.wait.record(waited);
+        if let Some(me) = thread::current() {
+            me.wait.lock.store(ptr::null_mut(), Ordering::Release);
+        }
+        if !acquired {
+            record.timed_out(mode, site, Duration::from_nanos(waited));
+        }
+    }
+
+    /// The waiting thread leaves without waiting (a self-deadlock report
+    /// that unwinds).
+    #[cold]
+    pub(crate) fn cancel_wait(&self) {
+        if let Some(me) = thread::current() {
+            me.wait.lock.store(ptr::null_mut(), Ordering::Release);
+        }
+    }
+
+    /// Labels the lock, creating its record if it has none yet.
+    pub(crate) fn set_label(
+        &self,
+        kind: &'static str,
+        site: &'static Location<'static>,
+        label: &str,
+    ) {
+        self.record(kind, site).set_label(label);
+    }
+
+    /// Snapshot of this lock's diagnostics (`None` before its first use).
+    pub(crate) fn snapshot(&self, word: String) -> Option<Snapshot> {
+        self.get().map(|record| {
+            let mut snapshot = record.snapshot();
+            snapshot.word = Some(word);
+            snapshot
+        })
+    }
+}
+
+impl Drop for LockDiag {
+    fn drop(&mut self) {
+        self.retire();
+    }
+}
+
+impl LockRecord {
+    #[cold]
+    fn sampled_hold(&self, since_ns: u64) {
+        self.stats
+            .hold
+            .record(clock::precise_ns().saturating_sub(since_ns));
+    }
+
+    #[cold]
+    fn release_foreign(&self, lock: *mut LockRecord, mode: Mode) {
+        // A guard sent to another thread (feature `send_guard`): clear the
+        // hold where its acquiring thread recorded it.
+        for other in thread::all() {
+            if let Some(i) = other.find(lock, mode)
+                && other.holds[i]
+                    .compare_exchange(lock, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// The lock's name: its label, else its kind and first acquisition site.
+    pub(crate) fn name(&self) -> String {
+        match self.label() {
+            Some(label) => label.to_string(),
+            None => format!(
+                "{} first locked at {}:{}",
+                self.kind,
+                self.first_site.file(),
+                self.first_site.line()
+            ),
+        }
+    }
+
+    pub(crate) fn label(&self) -> Option<Arc<str>> {
+        self.label.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_label(&self, label: &str) {
+        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(label));
+    }
+
+    #[cold]
+    fn slow_hold(&self, mode: Mode, site: *mut Location<'static>, context: u64, held_ms: u32) {
+        let site =
+            site_ref(site).map_or_else(String::new, |s| format!("{}:{}", s.file(), s.line()));
+        tracing::warn!(
+            target: "lockscope",
+            lock = %self.name(),
+            mode = ?mode,
+            site = %site,
+            context,
+            held_ms,
+            "slow lock hold"
+        );
+    }
+
+    #[cold]
+    fn timed_out(&self, mode: Mode, site: &'static Location<'static>, waited: Duration) {
+        self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        let holders = self.holders();
+        let me = thread::current().map(super::thread_info);
+        let listed = holders
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::warn!(
+            target: "lockscope",
+            lock = %self.name(),
+            mode = ?mode,
+            site = %format_args!("{}:{}", site.file(), site.line()),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            holders = %listed,
+            "timed lock acquisition gave up"
+        );
+        // Skipped rather than waited for if a snapshot is reading the list.
+        if let Ok(mut recent) = self.recent_timeouts.try_lock() {
+            if recent.len() == RECENT_TIMEOUTS {
+                recent.pop_front();
+            }
+            recent.push_back(TimeoutRecord {
+                thread: me,
+                mode,
+                site,
+                waited,
+                holders,
+            });
+        }
+    }
+
+    /// The current holders, exclusive and shared.
+    pub(crate) fn holders(&self) -> Vec<Holder> {
+        let now = clock::now_ms();
+        let mut holders = Vec::new();
+        let line = &self.excl;
+        if let Some(thread) = thread::unsafe_ref(line.holder.load(Ordering::Acquire)) {
+            holders.push(Holder {
+                thread: super::thread_info(thread),
+                mode: Mode::Exclusive,
+                site: site_ref(line.holder_site.load(Ordering::Relaxed)),
+                held_for: Duration::from_millis(u64::from(elapsed_ms(
+                    line.holder_since.load(Ordering::Relaxed),
+                    now,
+                ))),
+                context: line.holder_context.load(Ordering::Relaxed),
+            });
+        }
+        let me = ptr::from_ref(self).cast_mut();
+        for thread in thread::all() {
+            for i in 0..thread::HOLD_SLOTS {
+                if thread.holds[i].load(Ordering::Acquire) != me {
+                    continue;
+                }
+                let slot = &thread.slots[i];
+                holders.push(Holder {
+                    thread: super::thread_info(thread),
+                    mode: Mode::from_code(slot.mode.load(Ordering::Relaxed)),
+                    site: site_ref(slot.site.load(Ordering::Relaxed)),
+                    held_for: Duration::from_millis(u64::from(elapsed_ms(
+                        slot.since_ms.load(Ordering::Relaxed),
+                        now,
+                    ))),
+                    context: slot.context.load(Ordering::Relaxed),
+                });
+            }
+        }
+        holders
+    }
+
+    pub(crate) fn waiters(&self) -> Vec<Waiter> {
+        let now = clock::now_ms();
+        let me = ptr::from_ref(self).cast_mut();
+        thread::all()
+            .filter(|t| t.wait.lock.load(Ordering::Acquire) == me)
+            .map(|t| Waiter {
+                thread: super::thread_info(t),
+                mode: Mode::from_code(t.wait.mode.load(Ordering::Relaxed)),
+                site: site_ref(t.wait.site.load(Ordering::Relaxed)),
+                waiting_for: Duration::from_millis(u64::from(elapsed_ms(
+                    t.wait.since_ms.load(Ordering::Relaxed),
+                    now,
+                ))),
+            })
+            .collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let line = &self.excl;
+        let last_holder =
+            thread::unsafe_ref(line.last_holder.load(Ordering::Acquire)).map(|t| LastHolder {
+                thread: super::thread_info(t),
+                site: site_ref(line.last_site.load(Ordering::Relaxed)),
+                held: Duration::from_millis(u64::from(line.last_held_ms.load(Ordering::Relaxed))),
+                released_ago: Duration::from_millis(u64::from(elapsed_ms(
+                    line.last_since
+                        .load(Ordering::Relaxed)
+                        .wrapping_add(line.last_held_ms.load(Ordering::Relaxed)),
+                    clock::now_ms(),
+                ))),
+                context: line.last_context.load(Ordering::Relaxed),
+            });
+        let stats = &self.stats;
+        Snapshot {
+            kind: self.kind,
+            name: self.name(),
+            label: self.label(),
+            first_site: self.first_site,
+            word: None,
+            holders: self.holders(),
+            waiters: self.waiters(),
+            last_holder,
+            stats: LockStats {
+                exclusive_acquisitions: line.acquisitions.load(Ordering::Relaxed),
+                shared_acquisitions: stats.shared_acquisitions.load(Ordering::Relaxed),
+                contended: stats.contended.load(Ordering::Relaxed),
+                timeouts: stats.timeouts.load(Ordering::Relaxed),
+                wait: stats.wait.snapshot(),
+                hold: stats.hold.snapshot(),
+            },
+            recent_timeouts: self
+                .recent_timeouts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
+}

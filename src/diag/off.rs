@@ -1,0 +1,90 @@
+//! Diagnostics turned off (feature `diagnostics` disabled, or under a model
+//! checker): the same hooks, doing nothing, with no state in the locks.
+
+use core::panic::Location;
+
+use super::{Mode, Snapshot};
+
+/// No diagnostic state: the locks keep parking_lot's sizes.
+pub(crate) struct LockDiag;
+
+/// A wait in progress (nothing to remember).
+pub(crate) struct Wait;
+
+impl Wait {
+    #[inline(always)]
+    pub(crate) fn new(_timed: bool) -> Self {
+        Wait
+    }
+}
+
+#[allow(clippy::unused_self)]
+impl LockDiag {
+    pub(crate) const fn new(_label: Option<&'static str>) -> Self {
+        LockDiag
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquired_exclusive(
+        &self,
+        _kind: &'static str,
+        _site: &'static Location<'static>,
+    ) {
+    }
+
+    #[inline(always)]
+    pub(crate) fn releasing_exclusive(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn acquired_shared(
+        &self,
+        _kind: &'static str,
+        _mode: Mode,
+        _site: &'static Location<'static>,
+    ) {
+    }
+
+    #[inline(always)]
+    pub(crate) fn released_shared(&self, _mode: Mode) {}
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn before_park(
+        &self,
+        _wait: &mut Wait,
+        _kind: &'static str,
+        _mode: Mode,
+        _site: &'static Location<'static>,
+        _word: usize,
+        _upgrading: bool,
+        _writer_ahead: bool,
+        _untimed: bool,
+    ) -> Option<String> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn after_wait(
+        &self,
+        _wait: Wait,
+        _acquired: bool,
+        _mode: Mode,
+        _site: &'static Location<'static>,
+    ) {
+    }
+
+    #[inline(always)]
+    pub(crate) fn cancel_wait(&self) {}
+
+    pub(crate) fn snapshot(&self, _word: String) -> Option<Snapshot> {
+        None
+    }
+
+    pub(crate) fn set_label(
+        &self,
+        _kind: &'static str,
+        _site: &'static Location<'static>,
+        _label: &str,
+    ) {
+    }
+}

@@ -1,0 +1,281 @@
+//! Per-thread records: what each thread holds in shared mode, what it waits
+//! for, and its context, written only by the thread itself.
+//!
+//! Readers of one lock must not all write one shared line (the first
+//! incident of the design notes), so a shared acquisition is recorded in the
+//! acquiring thread's own record, on lines no other thread writes. Snapshots
+//! and the registry read these records from other threads.
+//!
+//! Records are never freed: a thread that exits hands its record back and a
+//! new thread reuses it. So a pointer to a record stays valid for the life of
+//! the process, and locks may keep one for their current and last holders.
+
+use core::cell::Cell;
+use core::panic::Location;
+use core::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Mode;
+use super::lock::LockRecord;
+
+/// Shared holds a thread can have recorded at once; more are counted in
+/// [`ThreadRecord::overflow`] but not listed.
+pub(crate) const HOLD_SLOTS: usize = 8;
+
+/// One shared (or upgradable) hold. `lock` is written last with Release and
+/// cleared first, so a reader that sees it set sees the fields of that hold.
+pub(crate) struct HoldSlot {
+    pub(crate) mode: AtomicU8,
+    pub(crate) since_ms: AtomicU32,
+    pub(crate) site: AtomicPtr<Location<'static>>,
+    pub(crate) context: AtomicU64,
+    /// Precise acquisition time when this hold is sampled for the hold-time
+    /// histogram, else 0.
+    pub(crate) sampled_at: AtomicU64,
+}
+
+/// What the thread waits for, while it is parked on a lock.
+pub(crate) struct WaitSlot {
+    pub(crate) lock: AtomicPtr<LockRecord>,
+    pub(crate) mode: AtomicU8,
+    pub(crate) since_ms: AtomicU32,
+    pub(crate) site: AtomicPtr<Location<'static>>,
+}
+
+/// A thread's diagnostic record.
+#[repr(align(64))]
+pub(crate) struct ThreadRecord {
+    /// The lock of each hold slot, on one line so a scan reads one line.
+    pub(crate) holds: [AtomicPtr<LockRecord>; HOLD_SLOTS],
+    pub(crate) slots: [HoldSlot; HOLD_SLOTS],
+    pub(crate) wait: WaitSlot,
+    /// The thread's scoped context value (0: none).
+    pub(crate) context: AtomicU64,
+    /// Shared holds that found no free slot.
+    pub(crate) overflow: AtomicU32,
+    /// Shared acquisitions left until the next sampled one.
+    countdown: AtomicU32,
+    /// The length of the current sampling gap: what the next sample stands for.
+    last_gap: AtomicU32,
+    rng: AtomicU32,
+    /// Small number, stable while the thread lives; reused after it exits.
+    pub(crate) id: u32,
+    name: Mutex<Option<Arc<str>>>,
+    in_use: AtomicBool,
+    next: *const ThreadRecord,
+}
+
+// SAFETY: every field shared between threads is an atomic or a Mutex; `next`
+// is written once before the record is published and only read afterwards.
+unsafe impl Sync for ThreadRecord {}
+// SAFETY: as above; records are never freed.
+unsafe impl Send for ThreadRecord {}
+
+/// Every record ever created, newest first (push-only).
+static THREADS: AtomicPtr<ThreadRecord> = AtomicPtr::new(ptr::null_mut());
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+thread_local! {
+    static CURRENT: Cell<*const ThreadRecord> = const { Cell::new(ptr::null()) };
+    static TORN_DOWN: Cell<bool> = const { Cell::new(false) };
+    static RELEASER: Releaser = const { Releaser };
+}
+
+/// Hands the thread's record back when the thread exits.
+struct Releaser;
+
+impl Drop for Releaser {
+    fn drop(&mut self) {
+        let record = CURRENT.with(|c| c.replace(ptr::null()));
+        TORN_DOWN.with(|t| t.set(true));
+        if let Some(record) = unsafe_ref(record) {
+            record.context.store(0, Ordering::Relaxed);
+            record.in_use.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// `&'static` view of a record pointer (records are never freed).
+#[inline]
+pub(crate) fn unsafe_ref(record: *const ThreadRecord) -> Option<&'static ThreadRecord> {
+    // SAFETY: every non-null record pointer points to a leaked, never-freed
+    // record whose shared fields are atomics.
+    unsafe { record.as_ref() }
+}
+
+/// The calling thread's record; `None` while the thread is being torn down.
+#[inline]
+pub(crate) fn current() -> Option<&'static ThreadRecord> {
+    let record = CURRENT.with(Cell::get);
+    if record.is_null() {
+        return claim();
+    }
+    unsafe_ref(record)
+}
+
+#[cold]
+#[inline(never)]
+fn claim() -> Option<&'static ThreadRecord> {
+    if TORN_DOWN.with(Cell::get) {
+        return None;
+    }
+    let record = reuse().unwrap_or_else(create);
+    let name = std::thread::current().name().map(Arc::from);
+    *record.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    // Registering the destructor may fail while thread-locals are being
+    // destroyed; then the record simply stays claimed.
+    let _ = RELEASER.try_with(|_| {});
+    CURRENT.with(|c| c.set(record));
+    Some(record)
+}
+
+/// A record whose thread has exited and which holds nothing any more.
+fn reuse() -> Option<&'static ThreadRecord> {
+    let mut at = THREADS.load(Ordering::Acquire);
+    while let Some(record) = unsafe_ref(at) {
+        if !record.in_use.load(Ordering::Relaxed)
+            && record
+                .holds
+                .iter()
+                .all(|h| h.load(Ordering::Relaxed).is_null())
+            && record
+                .in_use
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(record);
+        }
+        at = record.next.cast_mut();
+    }
+    None
+}
+
+fn create() -> &'static ThreadRecord {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let record = Box::leak(Box::new(ThreadRecord {
+        holds: [const { AtomicPtr::new(ptr::null_mut()) }; HOLD_SLOTS],
+        slots: [const {
+            HoldSlot {
+                mode: AtomicU8::new(0),
+                since_ms: AtomicU32::new(0),
+                site: AtomicPtr::new(ptr::null_mut()),
+                context: AtomicU64::new(0),
+                sampled_at: AtomicU64::new(0),
+            }
+        }; HOLD_SLOTS],
+        wait: WaitSlot {
+            lock: AtomicPtr::new(ptr::null_mut()),
+            mode: AtomicU8::new(0),
+            since_ms: AtomicU32::new(0),
+            site: AtomicPtr::new(ptr::null_mut()),
+        },
+        context: AtomicU64::new(0),
+        overflow: AtomicU32::new(0),
+        countdown: AtomicU32::new(0),
+        last_gap: AtomicU32::new(1),
+        rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
+        id,
+        name: Mutex::new(None),
+        in_use: AtomicBool::new(true),
+        next: ptr::null(),
+    }));
+    let mut head = THREADS.load(Ordering::Relaxed);
+    loop {
+        record.next = head;
+        match THREADS.compare_exchange_weak(head, record, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return record,
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// Every record that belongs to a live thread or still lists a hold.
+pub(crate) fn all() -> impl Iterator<Item = &'static ThreadRecord> {
+    let mut at = THREADS.load(Ordering::Acquire);
+    core::iter::from_fn(move || {
+        let record = unsafe_ref(at)?;
+        at = record.next.cast_mut();
+        Some(record)
+    })
+    .filter(|r| {
+        r.in_use.load(Ordering::Relaxed)
+            || r.holds.iter().any(|h| !h.load(Ordering::Relaxed).is_null())
+    })
+}
+
+impl ThreadRecord {
+    /// The thread's name when it claimed this record.
+    pub(crate) fn name(&self) -> Option<Arc<str>> {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the thread that owns this record is still running.
+    pub(crate) fn alive(&self) -> bool {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Records a shared hold of `lock`; returns whether this hold is sampled
+    /// (and how many acquisitions the sample stands for).
+    #[inline]
+    pub(crate) fn hold(
+        &self,
+        lock: *mut LockRecord,
+        mode: Mode,
+        site: &'static Location<'static>,
+        now: u32,
+    ) -> u32 {
+        let Some(i) = self
+            .holds
+            .iter()
+            .position(|h| h.load(Ordering::Relaxed).is_null())
+        else {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        };
+        let slot = &self.slots[i];
+        slot.mode.store(mode.code(), Ordering::Relaxed);
+        slot.since_ms.store(now, Ordering::Relaxed);
+        slot.site
+            .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
+        slot.context
+            .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        let left = self.countdown.load(Ordering::Relaxed);
+        let sampled = if left == 0 {
+            let gap = self.next_gap();
+            slot.sampled_at
+                .store(super::clock::precise_ns(), Ordering::Relaxed);
+            gap
+        } else {
+            self.countdown.store(left - 1, Ordering::Relaxed);
+            slot.sampled_at.store(0, Ordering::Relaxed);
+            0
+        };
+        self.holds[i].store(lock, Ordering::Release);
+        sampled
+    }
+
+    /// The slot of a shared hold of `lock` in `mode`, if this thread has one.
+    #[inline]
+    pub(crate) fn find(&self, lock: *mut LockRecord, mode: Mode) -> Option<usize> {
+        (0..HOLD_SLOTS).rev().find(|&i| {
+            self.holds[i].load(Ordering::Relaxed) == lock
+                && self.slots[i].mode.load(Ordering::Relaxed) == mode.code()
+        })
+    }
+
+    /// Picks the length of the next sampling gap: uniform in 1..=127, so 64
+    /// on average, and never in step with a loop over a few locks.
+    #[cold]
+    fn next_gap(&self) -> u32 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.store(x, Ordering::Relaxed);
+        let gap = (x % 127) + 1;
+        self.countdown.store(gap - 1, Ordering::Relaxed);
+        // This sample stands for the acquisitions of the gap that ended.
+        self.last_gap.swap(gap, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,300 @@
+//! What every lock records, read from other threads: holders, last holder,
+//! waiters, context, labels, counts, timeouts, self-deadlock reports and the
+//! registry.
+#![cfg(feature = "diagnostics")]
+
+mod common;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use lockscope::diag::{self, Inspect, Mode};
+use lockscope::{Mutex, RawMutex, RawRwLock, RwLock};
+
+use common::wait_for;
+
+fn snapshot(lock: &impl Inspect) -> diag::Snapshot {
+    lock.snapshot().expect("the lock has been used")
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn mutex_holder_is_seen_from_another_thread_with_site_name_and_context() {
+    let lock = Arc::new(Mutex::new(0));
+    let (held_tx, held_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let holder = {
+        let lock = Arc::clone(&lock);
+        thread::Builder::new()
+            .name("holder".into())
+            .spawn(move || {
+                diag::with_context(77, || {
+                    let _guard = lock.lock();
+                    held_tx.send(line!() - 1).unwrap();
+                    done_rx.recv().unwrap();
+                })
+            })
+            .unwrap()
+    };
+    let line = held_rx.recv().unwrap();
+    let seen = snapshot(&*lock);
+    assert_eq!(seen.holders.len(), 1, "{seen}");
+    let h = &seen.holders[0];
+    assert_eq!(h.mode, Mode::Exclusive);
+    assert_eq!(h.thread.name.as_deref(), Some("holder"));
+    assert_eq!(h.context, 77);
+    let site = h.site.expect("call site recorded");
+    assert!(site.file().ends_with("diagnostics.rs"), "{site}");
+    assert_eq!(site.line(), line);
+    assert!(seen.last_holder.is_none());
+    assert_eq!(
+        seen.word.as_deref(),
+        Some("{ locked: true, parked: false }")
+    );
+
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let seen = snapshot(&*lock);
+    assert!(seen.holders.is_empty(), "{seen}");
+    let last = seen.last_holder.expect("the last holder is kept");
+    assert_eq!(last.thread.name.as_deref(), Some("holder"));
+    assert_eq!(last.site.unwrap().line(), line);
+    assert_eq!(last.context, 77);
+}
+
+#[test]
+fn readers_are_listed_one_by_one() {
+    let lock = Arc::new(RwLock::new(()));
+    let barrier = Arc::new(Barrier::new(4));
+    let readers: Vec<_> = (0..3)
+        .map(|i| {
+            let (lock, barrier) = (Arc::clone(&lock), Arc::clone(&barrier));
+            thread::Builder::new()
+                .name(format!("reader-{i}"))
+                .spawn(move || {
+                    let _guard = lock.read();
+                    barrier.wait();
+                    barrier.wait();
+                })
+                .unwrap()
+        })
+        .collect();
+    barrier.wait();
+    let seen = snapshot(&*lock);
+    let mut names: Vec<_> = seen
+        .holders
+        .iter()
+        .map(|h| {
+            assert_eq!(h.mode, Mode::Shared);
+            h.thread.name.clone().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["reader-0", "reader-1", "reader-2"]);
+    barrier.wait();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(snapshot(&*lock).holders.is_empty());
+}
+
+#[test]
+fn waiters_show_mode_site_and_age() {
+    let lock = Arc::new(RwLock::new(()));
+    let writer = lock.write();
+    let reader = {
+        let lock = Arc::clone(&lock);
+        thread::Builder::new()
+            .name("waiting-reader".into())
+            .spawn(move || drop(lock.read()))
+            .unwrap()
+    };
+    wait_for("the reader to park", || {
+        !snapshot(&*lock).waiters.is_empty()
+    });
+    let seen = snapshot(&*lock);
+    let w = &seen.waiters[0];
+    assert_eq!(w.mode, Mode::Shared);
+    assert_eq!(w.thread.name.as_deref(), Some("waiting-reader"));
+    assert!(w.site.unwrap().file().ends_with("diagnostics.rs"));
+    drop(writer);
+    reader.join().unwrap();
+    let seen = snapshot(&*lock);
+    assert!(seen.waiters.is_empty());
+    assert_eq!(seen.stats.contended, 1);
+    assert_eq!(seen.stats.wait.count(), 1);
+}
+
+#[test]
+fn counts_are_exact_for_exclusive_and_close_for_shared() {
+    let lock = Arc::new(RwLock::new(0u64));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || {
+                for _ in 0..1000 {
+                    *lock.write() += 1;
+                }
+                for _ in 0..10_000 {
+                    drop(lock.read());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = snapshot(&*lock).stats;
+    assert_eq!(stats.exclusive_acquisitions, 4000);
+    // Sampled: each thread's count trails its truth by under 128.
+    assert!(
+        (40_000 - 4 * 128..=40_000).contains(&stats.shared_acquisitions),
+        "{}",
+        stats.shared_acquisitions
+    );
+    // One exclusive acquisition in 64 is timed.
+    assert!(stats.hold.count() >= 4000 / 64);
+}
+
+#[test]
+fn a_timeout_is_recorded_with_the_holder() {
+    let lock = Arc::new(Mutex::from_raw(RawMutex::labelled("timeouts"), ()));
+    let guard = lock.lock();
+    let line = line!() - 1;
+    let other = Arc::clone(&lock);
+    let got = thread::spawn(move || other.try_lock_for(Duration::from_millis(20)).is_some())
+        .join()
+        .unwrap();
+    assert!(!got);
+    let seen = snapshot(&*lock);
+    assert_eq!(seen.name, "timeouts");
+    assert_eq!(seen.stats.timeouts, 1);
+    let timeout = &seen.recent_timeouts[0];
+    // Timed from the call, as its timeout (to within the clock reads around it).
+    assert!(
+        timeout.waited >= Duration::from_millis(19),
+        "{:?}",
+        timeout.waited
+    );
+    assert_eq!(timeout.holders.len(), 1);
+    assert_eq!(timeout.holders[0].site.unwrap().line(), line);
+    drop(guard);
+}
+
+#[test]
+fn labels_work_for_statics_and_at_run_time() {
+    static ROUTES: RwLock<u32> = RwLock::from_raw(RawRwLock::labelled("routes"), 0);
+    *ROUTES.write() += 1;
+    assert_eq!(snapshot(&ROUTES).name, "routes");
+
+    let plain = Mutex::new(());
+    drop(plain.lock());
+    let name = snapshot(&plain).name;
+    assert!(
+        name.starts_with("Mutex first locked at ") && name.contains("diagnostics.rs"),
+        "{name}"
+    );
+    plain.set_label("renamed");
+    assert_eq!(snapshot(&plain).name, "renamed");
+}
+
+#[test]
+fn relocking_a_held_mutex_is_reported_with_both_sites() {
+    let lock = Mutex::new(());
+    let _held = lock.lock();
+    let first = line!() - 1;
+    let result = panic::catch_unwind(AssertUnwindSafe(|| drop(lock.lock())));
+    let second = line!() - 1;
+    let message = panic_message(result.unwrap_err());
+    assert!(message.contains("self-deadlock"), "{message}");
+    assert!(
+        message.contains(&format!("diagnostics.rs:{first}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("diagnostics.rs:{second}")),
+        "{message}"
+    );
+    assert!(lock.is_locked(), "the first guard still holds the lock");
+}
+
+#[test]
+fn writing_while_reading_is_reported_and_leaves_the_lock_usable() {
+    // The `if let` bug: a read guard kept alive into the branch that writes.
+    let lock = Arc::new(RwLock::new(Some(1)));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Some(v) = *lock.read() {
+            *lock.write() = Some(v + 1);
+        }
+    }));
+    let message = panic_message(result.unwrap_err());
+    assert!(
+        message.contains("self-deadlock") && message.contains("Shared"),
+        "{message}"
+    );
+    // The writer's claim was given back: others can still write and read.
+    let other = Arc::clone(&lock);
+    thread::spawn(move || *other.write() = Some(5))
+        .join()
+        .unwrap();
+    assert_eq!(*lock.read(), Some(5));
+    assert!(
+        lock.lock_word().contains("readers: 0"),
+        "{}",
+        lock.lock_word()
+    );
+}
+
+#[test]
+fn upgradable_misuse_is_reported() {
+    let lock = RwLock::new(0);
+    // Asking for a second upgradable read while holding one.
+    let held = lock.upgradable_read();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| drop(lock.upgradable_read())));
+    assert!(panic_message(result.unwrap_err()).contains("self-deadlock"));
+    // Upgrading while a plain read of the same thread is alive.
+    let plain = lock.read();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        drop(lockscope::RwLockUpgradableReadGuard::upgrade(held));
+    }));
+    assert!(panic_message(result.unwrap_err()).contains("self-deadlock"));
+    drop(plain);
+    // Neither the upgrade's claim nor its upgradable read is left behind.
+    *lock.write() += 1;
+    assert_eq!(*lock.read(), 1);
+}
+
+#[test]
+fn the_registry_grows_and_shrinks() {
+    let labelled = |n| format!("registry-test-{n}");
+    let count = || {
+        diag::locks()
+            .iter()
+            .filter(|l| l.name.starts_with("registry-test-"))
+            .count()
+    };
+    assert_eq!(count(), 0);
+    let locks: Vec<Mutex<u32>> = (0..10).map(Mutex::new).collect();
+    for (i, l) in locks.iter().enumerate() {
+        l.set_label(&labelled(i));
+        drop(l.lock());
+    }
+    assert_eq!(count(), 10);
+    drop(locks);
+    assert_eq!(count(), 0);
+}
+
+#[test]
+fn sizes_stay_within_budget() {
+    assert!(std::mem::size_of::<RwLock<()>>() <= 64);
+    assert!(std::mem::size_of::<Mutex<()>>() <= 64);
+}
