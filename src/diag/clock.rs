@@ -6,24 +6,43 @@
 //! ([`precise_ns`]) is read only by a thread about to park, which can afford
 //! it, and by one acquisition in 64 for the hold-time histogram.
 
-use std::sync::Once;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Milliseconds since [`epoch`], plus one, wrapping; 0 until the ticker runs.
 static NOW_MS: AtomicU32 = AtomicU32::new(0);
-/// The ticker could not be started: fall back to reading the clock.
-static NO_TICKER: AtomicBool = AtomicBool::new(false);
-static START: Once = Once::new();
+/// Set by the one thread that starts the ticker.
+static STARTING: AtomicBool = AtomicBool::new(false);
+static EPOCH: AtomicPtr<Instant> = AtomicPtr::new(ptr::null_mut());
 
 /// How often the ticker refreshes [`now_ms`].
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
-/// The instant all diagnostic timestamps count from.
+/// The instant all diagnostic timestamps count from. Set once with a
+/// compare-exchange, so that no caller ever waits for another.
 pub(crate) fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    // SAFETY: a non-null EPOCH points to a leaked, never-written Instant.
+    if let Some(epoch) = unsafe { EPOCH.load(Ordering::Acquire).as_ref() } {
+        return *epoch;
+    }
+    set_epoch()
+}
+
+#[cold]
+fn set_epoch() -> Instant {
+    let mine = Box::into_raw(Box::new(Instant::now()));
+    match EPOCH.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: just published; never freed.
+        Ok(_) => unsafe { *mine },
+        Err(theirs) => {
+            // SAFETY: `mine` was never shared; `theirs` is the leaked winner.
+            unsafe {
+                drop(Box::from_raw(mine));
+                *theirs
+            }
+        }
+    }
 }
 
 /// The coarse time in milliseconds (wrapping after 49 days; differences of
@@ -37,7 +56,9 @@ pub(crate) fn now_ms() -> u32 {
 #[cold]
 #[inline(never)]
 fn start() -> u32 {
-    START.call_once(|| {
+    // One thread starts the ticker; the others read the clock meanwhile
+    // instead of waiting for it.
+    if !STARTING.swap(true, Ordering::AcqRel) {
         let epoch = epoch();
         NOW_MS.store(read_ms(epoch), Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
@@ -49,17 +70,15 @@ fn start() -> u32 {
                 }
             });
         if spawned.is_err() {
-            NO_TICKER.store(true, Ordering::Relaxed);
+            // No thread to keep the coarse clock fresh (a sandbox that
+            // forbids spawning): every reading is a precise one from now on.
+            NOW_MS.store(0, Ordering::Relaxed);
         }
-    });
-    if NO_TICKER.load(Ordering::Relaxed) {
-        // No thread to keep the coarse clock fresh (a sandbox that forbids
-        // spawning): every reading is a precise one.
-        let now = read_ms(epoch());
-        NOW_MS.store(0, Ordering::Relaxed);
-        return now;
     }
-    NOW_MS.load(Ordering::Relaxed).max(1)
+    match NOW_MS.load(Ordering::Relaxed) {
+        0 => read_ms(epoch()),
+        now => now,
+    }
 }
 
 fn read_ms(epoch: Instant) -> u32 {

@@ -35,20 +35,75 @@ const EXCLUSIVE_SAMPLE: u64 = 64;
 /// Timeouts kept per lock for snapshots.
 const RECENT_TIMEOUTS: usize = 8;
 
-/// Written only by the thread holding the lock exclusively.
+/// `Tenure::held_ms` while the tenure lasts.
+const HELD: u32 = u32::MAX;
+
+/// One exclusive acquisition, as its holder recorded it.
+pub(crate) struct Tenure {
+    pub(crate) thread: AtomicPtr<ThreadRecord>,
+    pub(crate) site: AtomicPtr<Location<'static>>,
+    pub(crate) context: AtomicU64,
+    /// Precise acquisition time if this tenure is sampled, else 0.
+    pub(crate) sampled_at: AtomicU64,
+    pub(crate) since: AtomicU32,
+    /// How long it lasted; [`HELD`] until it ends.
+    pub(crate) held_ms: AtomicU32,
+}
+
+impl Tenure {
+    const fn new() -> Self {
+        Tenure {
+            thread: AtomicPtr::new(ptr::null_mut()),
+            site: AtomicPtr::new(ptr::null_mut()),
+            context: AtomicU64::new(0),
+            sampled_at: AtomicU64::new(0),
+            since: AtomicU32::new(0),
+            held_ms: AtomicU32::new(0),
+        }
+    }
+}
+
+/// Written only by the thread holding the lock exclusively. The current and
+/// the previous tenure alternate between two buffers, so that a release
+/// writes two fields instead of copying the holder to a "last holder".
 #[repr(align(64))]
 pub(crate) struct ExclusiveLine {
-    pub(crate) holder: AtomicPtr<ThreadRecord>,
-    pub(crate) holder_site: AtomicPtr<Location<'static>>,
-    pub(crate) holder_context: AtomicU64,
-    pub(crate) holder_sampled_at: AtomicU64,
-    pub(crate) holder_since: AtomicU32,
-    pub(crate) last_since: AtomicU32,
-    pub(crate) last_held_ms: AtomicU32,
+    /// Exclusive acquisitions so far; acquisition `n` (from 0) wrote
+    /// `tenures[n % 2]`.
     pub(crate) acquisitions: AtomicU64,
-    pub(crate) last_holder: AtomicPtr<ThreadRecord>,
-    pub(crate) last_site: AtomicPtr<Location<'static>>,
-    pub(crate) last_context: AtomicU64,
+    pub(crate) tenures: [Tenure; 2],
+}
+
+impl ExclusiveLine {
+    /// The latest tenure, if any.
+    #[inline]
+    fn latest(&self) -> Option<&Tenure> {
+        match self.acquisitions.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(&self.tenures[((n - 1) % 2) as usize]),
+        }
+    }
+
+    /// The current holder's tenure, if the lock is held exclusively.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&Tenure> {
+        self.latest()
+            .filter(|t| t.held_ms.load(Ordering::Acquire) == HELD)
+    }
+
+    /// The last ended tenure, if any.
+    #[inline]
+    fn last(&self) -> Option<&Tenure> {
+        let n = self.acquisitions.load(Ordering::Acquire);
+        let latest = self.latest()?;
+        if latest.held_ms.load(Ordering::Acquire) != HELD {
+            Some(latest)
+        } else if n >= 2 {
+            Some(&self.tenures[(n % 2) as usize])
+        } else {
+            None
+        }
+    }
 }
 
 /// Counters bumped by waiters and sampled acquisitions.
@@ -147,17 +202,8 @@ impl LockDiag {
     ) -> &LockRecord {
         let fresh = Box::into_raw(Box::new(LockRecord {
             excl: ExclusiveLine {
-                holder: AtomicPtr::new(ptr::null_mut()),
-                holder_site: AtomicPtr::new(ptr::null_mut()),
-                holder_context: AtomicU64::new(0),
-                holder_sampled_at: AtomicU64::new(0),
-                holder_since: AtomicU32::new(0),
-                last_since: AtomicU32::new(0),
-                last_held_ms: AtomicU32::new(0),
                 acquisitions: AtomicU64::new(0),
-                last_holder: AtomicPtr::new(ptr::null_mut()),
-                last_site: AtomicPtr::new(ptr::null_mut()),
-                last_context: AtomicU64::new(0),
+                tenures: [Tenure::new(), Tenure::new()],
             },
             stats: StatsLine {
                 shared_acquisitions: AtomicU64::new(0),
@@ -212,46 +258,46 @@ impl LockDiag {
         // Only the exclusive holder writes this line, so a load and a store
         // count exactly without a locked instruction.
         let n = line.acquisitions.load(Ordering::Relaxed);
-        line.acquisitions.store(n + 1, Ordering::Relaxed);
+        let tenure = &line.tenures[(n % 2) as usize];
         let sampled = if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
             clock::precise_ns()
         } else {
             0
         };
-        line.holder_site.store(site_ptr(site), Ordering::Relaxed);
-        line.holder_since.store(now, Ordering::Relaxed);
-        line.holder_context
+        tenure
+            .thread
+            .store(ptr::from_ref(me).cast_mut(), Ordering::Relaxed);
+        tenure.site.store(site_ptr(site), Ordering::Relaxed);
+        tenure.since.store(now, Ordering::Relaxed);
+        tenure
+            .context
             .store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        line.holder_sampled_at.store(sampled, Ordering::Relaxed);
-        line.holder
-            .store(ptr::from_ref(me).cast_mut(), Ordering::Release);
+        tenure.sampled_at.store(sampled, Ordering::Relaxed);
+        tenure.held_ms.store(HELD, Ordering::Relaxed);
+        line.acquisitions.store(n + 1, Ordering::Release);
     }
 
     /// The exclusive holder is about to release the lock.
     #[inline]
     pub(crate) fn releasing_exclusive(&self) {
         let Some(record) = self.get() else { return };
-        let line = &record.excl;
-        let holder = line.holder.load(Ordering::Relaxed);
-        if holder.is_null() {
+        let Some(tenure) = record.excl.current() else {
             return;
-        }
-        let since = line.holder_since.load(Ordering::Relaxed);
-        let held = elapsed_ms(since, clock::now_ms());
-        let site = line.holder_site.load(Ordering::Relaxed);
-        let context = line.holder_context.load(Ordering::Relaxed);
-        line.last_site.store(site, Ordering::Relaxed);
-        line.last_since.store(since, Ordering::Relaxed);
-        line.last_held_ms.store(held, Ordering::Relaxed);
-        line.last_context.store(context, Ordering::Relaxed);
-        line.last_holder.store(holder, Ordering::Relaxed);
-        line.holder.store(ptr::null_mut(), Ordering::Release);
-        let sampled = line.holder_sampled_at.load(Ordering::Relaxed);
+        };
+        let held = elapsed_ms(tenure.since.load(Ordering::Relaxed), clock::now_ms());
+        // Never HELD: a hold of 49 days reads as one a millisecond shorter.
+        tenure.held_ms.store(held.min(HELD - 1), Ordering::Release);
+        let sampled = tenure.sampled_at.load(Ordering::Relaxed);
         if sampled != 0 {
             record.sampled_hold(sampled);
         }
         if held >= super::slow_hold_ms() {
-            record.slow_hold(Mode::Exclusive, site, context, held);
+            record.slow_hold(
+                Mode::Exclusive,
+                tenure.site.load(Ordering::Relaxed),
+                tenure.context.load(Ordering::Relaxed),
+                held,
+            );
         }
     }
 
@@ -290,10 +336,12 @@ impl LockDiag {
         };
         let slot = &me.slots[i];
         let since = slot.since_ms.load(Ordering::Relaxed);
-        let sampled = slot.sampled_at.load(Ordering::Relaxed);
-        me.holds[i].store(ptr::null_mut(), Ordering::Release);
-        if sampled != 0 {
-            record.sampled_hold(sampled);
+        // Only this thread writes its own slots (but for a foreign release,
+        // of a guard this thread no longer has), so load and store suffice.
+        let word = me.holds[i].load(Ordering::Relaxed);
+        me.holds[i].store(0, Ordering::Release);
+        if word & thread::SAMPLED != 0 {
+            record.sampled_hold(slot.sampled_at.load(Ordering::Relaxed));
         }
         let held = elapsed_ms(since, clock::now_ms());
         if held >= super::slow_hold_ms() {
@@ -342,8 +390,10 @@ impl LockDiag {
             return None;
         }
         let here = format!("{}:{}", site.file(), site.line());
-        if record.excl.holder.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut() {
-            let held_at = site_ref(record.excl.holder_site.load(Ordering::Relaxed)).map_or_else(
+        if let Some(tenure) = record.excl.current()
+            && tenure.thread.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut()
+        {
+            let held_at = site_ref(tenure.site.load(Ordering::Relaxed)).map_or_else(
                 || "an unknown site".to_string(),
                 |s| format!("{}:{}", s.file(), s.line()),
             );
@@ -353,10 +403,10 @@ impl LockDiag {
         }
         let lock = ptr::from_ref(record).cast_mut();
         for i in 0..thread::HOLD_SLOTS {
-            if me.holds[i].load(Ordering::Relaxed) != lock {
+            let (held_lock, held) = thread::untag(me.holds[i].load(Ordering::Relaxed));
+            if held_lock != lock.addr() {
                 continue;
             }
-            let held = Mode::from_code(me.slots[i].mode.load(Ordering::Relaxed));
             let hopeless = match (held, mode) {
                 (Mode::Upgradable, _) if upgrading => false,
                 (_, Mode::Exclusive | Mode::Upgradable) => true,
@@ -453,8 +503,10 @@ impl LockRecord {
         // hold where its acquiring thread recorded it.
         for other in thread::all() {
             if let Some(i) = other.find(lock, mode)
+                && let word = other.holds[i].load(Ordering::Relaxed)
+                && word & !thread::SAMPLED == thread::tag(lock, mode)
                 && other.holds[i]
-                    .compare_exchange(lock, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
@@ -463,8 +515,15 @@ impl LockRecord {
     }
 
     /// The lock's name: its label, else its kind and first acquisition site.
+    /// Never waits: if `set_label` or a snapshot has the label at this
+    /// instant, the unlabelled name is used.
     pub(crate) fn name(&self) -> String {
-        match self.label() {
+        let label = match self.label.try_lock() {
+            Ok(label) => label.clone(),
+            Err(std::sync::TryLockError::Poisoned(label)) => label.into_inner().clone(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match label {
             Some(label) => label.to_string(),
             None => format!(
                 "{} first locked at {}:{}",
@@ -475,11 +534,15 @@ impl LockRecord {
         }
     }
 
+    /// For snapshots, not on any lock path.
     pub(crate) fn label(&self) -> Option<Arc<str>> {
+        // blocking-ok: snapshots only.
         self.label.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// For `Inspect::set_label`, not on any lock path.
     pub(crate) fn set_label(&self, label: &str) {
+        // blocking-ok: `set_label` only.
         *self.label.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(label));
     }
 
@@ -536,29 +599,31 @@ impl LockRecord {
     pub(crate) fn holders(&self) -> Vec<Holder> {
         let now = clock::now_ms();
         let mut holders = Vec::new();
-        let line = &self.excl;
-        if let Some(thread) = thread::unsafe_ref(line.holder.load(Ordering::Acquire)) {
+        if let Some(tenure) = self.excl.current()
+            && let Some(thread) = thread::unsafe_ref(tenure.thread.load(Ordering::Relaxed))
+        {
             holders.push(Holder {
                 thread: super::thread_info(thread),
                 mode: Mode::Exclusive,
-                site: site_ref(line.holder_site.load(Ordering::Relaxed)),
+                site: site_ref(tenure.site.load(Ordering::Relaxed)),
                 held_for: Duration::from_millis(u64::from(elapsed_ms(
-                    line.holder_since.load(Ordering::Relaxed),
+                    tenure.since.load(Ordering::Relaxed),
                     now,
                 ))),
-                context: line.holder_context.load(Ordering::Relaxed),
+                context: tenure.context.load(Ordering::Relaxed),
             });
         }
         let me = ptr::from_ref(self).cast_mut();
         for thread in thread::all() {
             for i in 0..thread::HOLD_SLOTS {
-                if thread.holds[i].load(Ordering::Acquire) != me {
+                let (lock, mode) = thread::untag(thread.holds[i].load(Ordering::Acquire));
+                if lock != me.addr() {
                     continue;
                 }
                 let slot = &thread.slots[i];
                 holders.push(Holder {
                     thread: super::thread_info(thread),
-                    mode: Mode::from_code(slot.mode.load(Ordering::Relaxed)),
+                    mode,
                     site: site_ref(slot.site.load(Ordering::Relaxed)),
                     held_for: Duration::from_millis(u64::from(elapsed_ms(
                         slot.since_ms.load(Ordering::Relaxed),
@@ -590,20 +655,26 @@ impl LockRecord {
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         let line = &self.excl;
-        let last_holder =
-            thread::unsafe_ref(line.last_holder.load(Ordering::Acquire)).map(|t| LastHolder {
-                thread: super::thread_info(t),
-                site: site_ref(line.last_site.load(Ordering::Relaxed)),
-                held: Duration::from_millis(u64::from(line.last_held_ms.load(Ordering::Relaxed))),
-                released_ago: Duration::from_millis(u64::from(elapsed_ms(
-                    line.last_since
-                        .load(Ordering::Relaxed)
-                        .wrapping_add(line.last_held_ms.load(Ordering::Relaxed)),
-                    clock::now_ms(),
-                ))),
-                context: line.last_context.load(Ordering::Relaxed),
-            });
+        let last_holder = line.last().and_then(|tenure| {
+            let thread = thread::unsafe_ref(tenure.thread.load(Ordering::Relaxed))?;
+            let held_ms = tenure.held_ms.load(Ordering::Relaxed);
+            let ended = tenure.since.load(Ordering::Relaxed).wrapping_add(held_ms);
+            Some(LastHolder {
+                thread: super::thread_info(thread),
+                site: site_ref(tenure.site.load(Ordering::Relaxed)),
+                held: Duration::from_millis(u64::from(held_ms)),
+                released_ago: Duration::from_millis(u64::from(elapsed_ms(ended, clock::now_ms()))),
+                context: tenure.context.load(Ordering::Relaxed),
+            })
+        });
         let stats = &self.stats;
+        // blocking-ok: snapshots only (a timeout adds itself with try_lock).
+        let recent = self.recent_timeouts.lock();
+        let recent_timeouts = recent
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         Snapshot {
             kind: self.kind,
             name: self.name(),
@@ -621,13 +692,7 @@ impl LockRecord {
                 wait: stats.wait.snapshot(),
                 hold: stats.hold.snapshot(),
             },
-            recent_timeouts: self
-                .recent_timeouts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect(),
+            recent_timeouts,
         }
     }
 }

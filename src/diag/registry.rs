@@ -78,6 +78,7 @@ fn sweep(_proof: &std::sync::MutexGuard<'_, ()>) {
 
 /// Calls `f` on every live record, under the sweep mutex.
 pub(crate) fn for_each(mut f: impl FnMut(&LockRecord)) {
+    // blocking-ok: snapshots only; drops sweep with try_lock.
     let guard = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     sweep(&guard);
     let mut at = HEAD.load(Ordering::Acquire);

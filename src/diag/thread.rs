@@ -13,8 +13,10 @@
 use core::cell::Cell;
 use core::panic::Location;
 use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use super::Mode;
 use super::lock::LockRecord;
@@ -22,11 +24,30 @@ use super::lock::LockRecord;
 /// Shared holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
 pub(crate) const HOLD_SLOTS: usize = 8;
+/// Bytes of a thread's name that reports show.
+const NAME_BYTES: usize = 48;
 
-/// One shared (or upgradable) hold. `lock` is written last with Release and
-/// cleared first, so a reader that sees it set sees the fields of that hold.
+/// The hold word of a slot: the lock record's address (aligned to 64) with
+/// the mode's code in the low bits, so that finding a hold is one compare.
+#[inline]
+pub(crate) fn tag(lock: *mut LockRecord, mode: Mode) -> usize {
+    lock.addr() | usize::from(mode.code())
+}
+
+/// Hold-word bit: this hold is sampled for the hold-time histogram, and its
+/// slot's `sampled_at` is set.
+pub(crate) const SAMPLED: usize = 4;
+
+/// The lock record address and mode of a non-zero hold word.
+#[inline]
+pub(crate) fn untag(word: usize) -> (usize, Mode) {
+    (word & !63, Mode::from_code((word & 3) as u8))
+}
+
+/// The details of one shared (or upgradable) hold. Its hold word (in
+/// [`ThreadRecord::holds`]) is written last with Release and cleared first,
+/// so a reader that sees it set sees the fields of that hold.
 pub(crate) struct HoldSlot {
-    pub(crate) mode: AtomicU8,
     pub(crate) since_ms: AtomicU32,
     pub(crate) site: AtomicPtr<Location<'static>>,
     pub(crate) context: AtomicU64,
@@ -47,7 +68,7 @@ pub(crate) struct WaitSlot {
 #[repr(align(64))]
 pub(crate) struct ThreadRecord {
     /// The lock of each hold slot, on one line so a scan reads one line.
-    pub(crate) holds: [AtomicPtr<LockRecord>; HOLD_SLOTS],
+    pub(crate) holds: [AtomicUsize; HOLD_SLOTS],
     pub(crate) slots: [HoldSlot; HOLD_SLOTS],
     pub(crate) wait: WaitSlot,
     /// The thread's scoped context value (0: none).
@@ -61,7 +82,10 @@ pub(crate) struct ThreadRecord {
     rng: AtomicU32,
     /// Small number, stable while the thread lives; reused after it exits.
     pub(crate) id: u32,
-    name: Mutex<Option<Arc<str>>>,
+    /// The thread's name (truncated to [`NAME_BYTES`]), copied in without a
+    /// lock when the thread claims the record; `name_len` 0: unnamed.
+    name: [AtomicU8; NAME_BYTES],
+    name_len: AtomicU8,
     in_use: AtomicBool,
     next: *const ThreadRecord,
 }
@@ -121,8 +145,7 @@ fn claim() -> Option<&'static ThreadRecord> {
         return None;
     }
     let record = reuse().unwrap_or_else(create);
-    let name = std::thread::current().name().map(Arc::from);
-    *record.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    record.set_name(std::thread::current().name().unwrap_or(""));
     // Registering the destructor may fail while thread-locals are being
     // destroyed; then the record simply stays claimed.
     let _ = RELEASER.try_with(|_| {});
@@ -135,10 +158,7 @@ fn reuse() -> Option<&'static ThreadRecord> {
     let mut at = THREADS.load(Ordering::Acquire);
     while let Some(record) = unsafe_ref(at) {
         if !record.in_use.load(Ordering::Relaxed)
-            && record
-                .holds
-                .iter()
-                .all(|h| h.load(Ordering::Relaxed).is_null())
+            && record.holds.iter().all(|h| h.load(Ordering::Relaxed) == 0)
             && record
                 .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -154,10 +174,9 @@ fn reuse() -> Option<&'static ThreadRecord> {
 fn create() -> &'static ThreadRecord {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let record = Box::leak(Box::new(ThreadRecord {
-        holds: [const { AtomicPtr::new(ptr::null_mut()) }; HOLD_SLOTS],
+        holds: [const { AtomicUsize::new(0) }; HOLD_SLOTS],
         slots: [const {
             HoldSlot {
-                mode: AtomicU8::new(0),
                 since_ms: AtomicU32::new(0),
                 site: AtomicPtr::new(ptr::null_mut()),
                 context: AtomicU64::new(0),
@@ -176,7 +195,8 @@ fn create() -> &'static ThreadRecord {
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
-        name: Mutex::new(None),
+        name: [const { AtomicU8::new(0) }; NAME_BYTES],
+        name_len: AtomicU8::new(0),
         in_use: AtomicBool::new(true),
         next: ptr::null(),
     }));
@@ -199,15 +219,34 @@ pub(crate) fn all() -> impl Iterator<Item = &'static ThreadRecord> {
         Some(record)
     })
     .filter(|r| {
-        r.in_use.load(Ordering::Relaxed)
-            || r.holds.iter().any(|h| !h.load(Ordering::Relaxed).is_null())
+        r.in_use.load(Ordering::Relaxed) || r.holds.iter().any(|h| h.load(Ordering::Relaxed) != 0)
     })
 }
 
 impl ThreadRecord {
+    fn set_name(&self, name: &str) {
+        let mut end = name.len().min(NAME_BYTES);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        for (slot, byte) in self.name.iter().zip(name[..end].bytes()) {
+            slot.store(byte, Ordering::Relaxed);
+        }
+        self.name_len.store(end as u8, Ordering::Release);
+    }
+
     /// The thread's name when it claimed this record.
     pub(crate) fn name(&self) -> Option<Arc<str>> {
-        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let len = usize::from(self.name_len.load(Ordering::Acquire));
+        if len == 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = self.name[..len]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        // A record reused while being read could mix two names' bytes.
+        Some(Arc::from(String::from_utf8_lossy(&bytes).as_ref()))
     }
 
     /// Whether the thread that owns this record is still running.
@@ -225,43 +264,49 @@ impl ThreadRecord {
         site: &'static Location<'static>,
         now: u32,
     ) -> u32 {
-        let Some(i) = self
-            .holds
-            .iter()
-            .position(|h| h.load(Ordering::Relaxed).is_null())
-        else {
-            self.overflow.fetch_add(1, Ordering::Relaxed);
-            return 0;
+        // Most threads hold one lock at a time: try the first slot first.
+        let i = if self.holds[0].load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            match self
+                .holds
+                .iter()
+                .position(|h| h.load(Ordering::Relaxed) == 0)
+            {
+                Some(i) => i,
+                None => {
+                    self.overflow.fetch_add(1, Ordering::Relaxed);
+                    return 0;
+                }
+            }
         };
         let slot = &self.slots[i];
-        slot.mode.store(mode.code(), Ordering::Relaxed);
         slot.since_ms.store(now, Ordering::Relaxed);
         slot.site
             .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
         slot.context
             .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
         let left = self.countdown.load(Ordering::Relaxed);
-        let sampled = if left == 0 {
-            let gap = self.next_gap();
-            slot.sampled_at
-                .store(super::clock::precise_ns(), Ordering::Relaxed);
-            gap
-        } else {
+        if left != 0 {
             self.countdown.store(left - 1, Ordering::Relaxed);
-            slot.sampled_at.store(0, Ordering::Relaxed);
-            0
-        };
-        self.holds[i].store(lock, Ordering::Release);
-        sampled
+            self.holds[i].store(tag(lock, mode), Ordering::Release);
+            return 0;
+        }
+        let gap = self.next_gap();
+        slot.sampled_at
+            .store(super::clock::precise_ns(), Ordering::Relaxed);
+        self.holds[i].store(tag(lock, mode) | SAMPLED, Ordering::Release);
+        gap
     }
 
     /// The slot of a shared hold of `lock` in `mode`, if this thread has one.
     #[inline]
     pub(crate) fn find(&self, lock: *mut LockRecord, mode: Mode) -> Option<usize> {
-        (0..HOLD_SLOTS).rev().find(|&i| {
-            self.holds[i].load(Ordering::Relaxed) == lock
-                && self.slots[i].mode.load(Ordering::Relaxed) == mode.code()
-        })
+        let word = tag(lock, mode);
+        if self.holds[0].load(Ordering::Relaxed) & !SAMPLED == word {
+            return Some(0);
+        }
+        (1..HOLD_SLOTS).find(|&i| self.holds[i].load(Ordering::Relaxed) & !SAMPLED == word)
     }
 
     /// Picks the length of the next sampling gap: uniform in 1..=127, so 64

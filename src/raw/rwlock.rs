@@ -247,6 +247,24 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[track_caller]
     unsafe fn unlock_shared(&self, _guard: GuardMarker) {
         let mut state = self.state.load(Ordering::Relaxed);
+        // The common case in one exchange: readers are counted, no writer is
+        // parked waiting for them and no upgradable reader is counted, so
+        // every invariant holds before and after one reader leaves.
+        if state & (WRITER_PARKED | UPGRADABLE) == 0
+            && state >= ONE_READER
+            && self
+                .state
+                .compare_exchange_weak(
+                    state,
+                    state - ONE_READER,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.diag.released_shared(Mode::Shared);
+            return;
+        }
         loop {
             let upgradable = if state & UPGRADABLE != 0 { 1 } else { 0 };
             if readers(state) <= upgradable || broken_invariant(state).is_some() {
