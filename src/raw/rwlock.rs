@@ -813,14 +813,28 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         operation: &'static str,
         step: impl Fn(usize) -> Option<usize>,
     ) -> Option<usize> {
+        self.transition_or_report(operation, step, true)
+    }
+
+    /// The exchange behind both transitions; a refused step is reported once,
+    /// as refusable or not.
+    #[inline]
+    fn transition_or_report(
+        &self,
+        operation: &'static str,
+        step: impl Fn(usize) -> Option<usize>,
+        refusable: bool,
+    ) -> Option<usize> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let Some(next) = step(state) else {
-                self.refuse(
-                    operation,
-                    "the lock is not held in the mode this operation needs",
-                    state,
-                );
+                let problem = "the lock is not held in the mode this operation needs";
+                if refusable {
+                    self.refuse(operation, problem, state);
+                } else {
+                    let problem = broken_invariant(state).unwrap_or(problem);
+                    let _ = violation::report(self.violation(operation, problem, state), false);
+                }
                 return None;
             };
             match self
@@ -837,16 +851,9 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// guard and so cannot be refused.
     #[inline]
     fn transition(&self, operation: &'static str, step: impl Fn(usize) -> Option<usize>) -> usize {
-        match self.try_transition(operation, step) {
+        match self.transition_or_report(operation, step, false) {
             Some(next) => next,
-            None => {
-                let state = self.state.load(Ordering::Relaxed);
-                let _ = violation::report(
-                    self.violation(operation, "this operation cannot be refused", state),
-                    false,
-                );
-                unreachable!("an unrefusable violation returned")
-            }
+            None => unreachable!("an unrefusable violation returned"),
         }
     }
 
