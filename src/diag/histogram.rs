@@ -27,7 +27,10 @@ impl Histogram {
         let bucket = ((u64::BITS - ns.leading_zeros()) as usize).min(BUCKETS - 1);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        // A locked read-modify-write only when the maximum grows.
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> crate::diag::DurationHistogram {

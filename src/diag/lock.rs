@@ -48,6 +48,9 @@ pub(crate) struct Tenure {
     pub(crate) since: AtomicU32,
     /// How long it lasted; [`HELD`] until it ends.
     pub(crate) held_ms: AtomicU32,
+    /// How long the holder waited for it, if it parked: recorded in the
+    /// wait histogram after the release, outside the critical section.
+    pub(crate) waited_ns: AtomicU64,
 }
 
 impl Tenure {
@@ -59,6 +62,7 @@ impl Tenure {
             sampled_at: AtomicU64::new(0),
             since: AtomicU32::new(0),
             held_ms: AtomicU32::new(0),
+            waited_ns: AtomicU64::new(0),
         }
     }
 }
@@ -138,6 +142,14 @@ pub(crate) struct LockDiag {
     label: Option<&'static str>,
 }
 
+/// What an exclusive release leaves to record once the lock is free, so that
+/// no histogram update or clock read lengthens the critical section.
+#[must_use]
+pub(crate) struct Release {
+    wait_ns: u64,
+    sampled_at: u64,
+}
+
 /// A wait in progress on a slow path.
 ///
 /// An untimed wait is timed from its first park (the spinning before it,
@@ -146,6 +158,9 @@ pub(crate) struct LockDiag {
 /// the call, like its timeout.
 pub(crate) struct Wait {
     start_ns: u64,
+    /// When the thread last woke, so that the wait ends before the lock is
+    /// taken rather than after.
+    woke_ns: u64,
     parked: bool,
 }
 
@@ -153,6 +168,7 @@ impl Wait {
     pub(crate) fn new(timed: bool) -> Self {
         Wait {
             start_ns: if timed { clock::precise_ns() } else { 0 },
+            woke_ns: 0,
             parked: false,
         }
     }
@@ -277,19 +293,29 @@ impl LockDiag {
         line.acquisitions.store(n + 1, Ordering::Release);
     }
 
-    /// The exclusive holder is about to release the lock.
+    /// The exclusive holder is about to release the lock. Hand the result to
+    /// [`Self::released_exclusive`] once the lock word is released.
     #[inline]
-    pub(crate) fn releasing_exclusive(&self) {
-        let Some(record) = self.get() else { return };
+    pub(crate) fn releasing_exclusive(&self) -> Release {
+        let nothing = Release {
+            wait_ns: 0,
+            sampled_at: 0,
+        };
+        let Some(record) = self.get() else {
+            return nothing;
+        };
         let Some(tenure) = record.excl.current() else {
-            return;
+            return nothing;
         };
         let held = elapsed_ms(tenure.since.load(Ordering::Relaxed), clock::now_ms());
         // Never HELD: a hold of 49 days reads as one a millisecond shorter.
         tenure.held_ms.store(held.min(HELD - 1), Ordering::Release);
-        let sampled = tenure.sampled_at.load(Ordering::Relaxed);
-        if sampled != 0 {
-            record.sampled_hold(sampled);
+        let release = Release {
+            wait_ns: tenure.waited_ns.load(Ordering::Relaxed),
+            sampled_at: tenure.sampled_at.load(Ordering::Relaxed),
+        };
+        if release.wait_ns != 0 {
+            tenure.waited_ns.store(0, Ordering::Relaxed);
         }
         if held >= super::slow_hold_ms() {
             record.slow_hold(
@@ -298,6 +324,34 @@ impl LockDiag {
                 tenure.context.load(Ordering::Relaxed),
                 held,
             );
+        }
+        release
+    }
+
+    /// The lock word is released: record what the release left.
+    #[inline]
+    pub(crate) fn released_exclusive(&self, release: Release) {
+        if release.wait_ns | release.sampled_at != 0 {
+            self.record_release(release);
+        }
+    }
+
+    #[cold]
+    fn record_release(&self, release: Release) {
+        let Some(record) = self.get() else { return };
+        if release.wait_ns != 0 {
+            record.stats.wait.record(release.wait_ns);
+        }
+        if release.sampled_at != 0 {
+            record.sampled_hold(release.sampled_at);
+        }
+    }
+
+    /// The thread woke from a park.
+    #[inline]
+    pub(crate) fn woke(&self, wait: &mut Wait) {
+        if wait.parked {
+            wait.woke_ns = clock::precise_ns();
         }
     }
 
@@ -444,13 +498,26 @@ impl LockDiag {
             return;
         }
         let Some(record) = self.get() else { return };
-        let waited = clock::precise_ns().saturating_sub(wait.start_ns);
-        record.stats.wait.record(waited);
+        let end = if wait.woke_ns != 0 {
+            wait.woke_ns
+        } else {
+            clock::precise_ns()
+        };
+        let waited = end.saturating_sub(wait.start_ns).max(1);
         if let Some(me) = thread::current() {
             me.wait.lock.store(ptr::null_mut(), Ordering::Release);
         }
         if !acquired {
+            record.stats.wait.record(waited);
             record.timed_out(mode, site, Duration::from_nanos(waited));
+        } else if mode == Mode::Exclusive
+            && let Some(tenure) = record.excl.current()
+        {
+            // Called right after the acquisition, by the holder: recorded
+            // after its release, outside the critical section.
+            tenure.waited_ns.store(waited, Ordering::Relaxed);
+        } else {
+            record.stats.wait.record(waited);
         }
     }
 

@@ -8,6 +8,9 @@ use super::{Mode, Snapshot};
 /// No diagnostic state: the locks keep parking_lot's sizes.
 pub(crate) struct LockDiag;
 
+/// What a release leaves to record (nothing).
+pub(crate) struct Release;
+
 /// A wait in progress (nothing to remember).
 pub(crate) struct Wait;
 
@@ -33,7 +36,15 @@ impl LockDiag {
     }
 
     #[inline(always)]
-    pub(crate) fn releasing_exclusive(&self) {}
+    pub(crate) fn releasing_exclusive(&self) -> Release {
+        Release
+    }
+
+    #[inline(always)]
+    pub(crate) fn released_exclusive(&self, _release: Release) {}
+
+    #[inline(always)]
+    pub(crate) fn woke(&self, _wait: &mut Wait) {}
 
     #[inline(always)]
     pub(crate) fn acquired_shared(

@@ -129,7 +129,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
     #[inline]
     #[track_caller]
     unsafe fn unlock(&self, _guard: GuardMarker) {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
@@ -137,6 +137,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
         {
             self.unlock_slow(false);
         }
+        self.diag.released_exclusive(release);
     }
 
     #[inline]
@@ -151,7 +152,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     #[inline]
     #[track_caller]
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
@@ -159,6 +160,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
         {
             self.unlock_slow(true);
         }
+        self.diag.released_exclusive(release);
     }
 
     #[inline]
@@ -341,10 +343,10 @@ impl RawMutex {
     ) -> bool {
         let mut wait = Wait::new(deadline.is_some());
         let acquired = self.wait_for_lock(deadline, site, &mut wait);
-        self.diag.after_wait(wait, acquired, Mode::Exclusive, site);
         if acquired {
             self.diag.acquired_exclusive(KIND, site);
         }
+        self.diag.after_wait(wait, acquired, Mode::Exclusive, site);
         acquired
     }
 
@@ -414,6 +416,7 @@ impl RawMutex {
                     deadline,
                 )
             };
+            self.diag.woke(wait);
             match parked {
                 ParkResult::Unparked(TOKEN_HANDOFF) => return true,
                 ParkResult::Unparked(_) | ParkResult::Invalid => {}

@@ -339,7 +339,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline]
     #[track_caller]
     unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
@@ -347,6 +347,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         {
             self.unlock_exclusive_slow(false);
         }
+        self.diag.released_exclusive(release);
     }
 
     #[inline]
@@ -375,7 +376,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
     #[inline]
     #[track_caller]
     unsafe fn unlock_exclusive_fair(&self, _guard: GuardMarker) {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         if self
             .state
             .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
@@ -383,6 +384,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
         {
             self.unlock_exclusive_slow(true);
         }
+        self.diag.released_exclusive(release);
     }
 
     #[inline]
@@ -404,10 +406,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
     #[track_caller]
     unsafe fn downgrade(&self, _guard: GuardMarker) -> GuardMarker {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         let state = self.transition("downgrade", |state| {
             Self::holds_exclusive(state).then(|| (state & !WRITER) + ONE_READER)
         });
+        self.diag.released_exclusive(release);
         self.diag
             .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
         if state & PARKED != 0 {
@@ -519,11 +522,13 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
         if state & READERS != 0 {
             let mut ask = Ask::new(Mode::Exclusive, site, None, Some(Abandon::ToUpgradable));
             let drained = self.wait_for_readers(&mut ask);
+            debug_assert!(drained);
+            self.upgraded(site);
             self.diag
                 .after_wait(ask.wait, drained, Mode::Exclusive, site);
-            debug_assert!(drained);
+        } else {
+            self.upgraded(site);
         }
-        self.upgraded(site);
         GuardMarker::new()
     }
 
@@ -584,10 +589,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRw
 
     #[track_caller]
     unsafe fn downgrade_to_upgradable(&self, _guard: GuardMarker) -> GuardMarker {
-        self.diag.releasing_exclusive();
+        let release = self.diag.releasing_exclusive();
         let state = self.transition("downgrade_to_upgradable", |state| {
             Self::holds_exclusive(state).then(|| ((state & !WRITER) + ONE_READER) | UPGRADABLE)
         });
+        self.diag.released_exclusive(release);
         self.diag
             .acquired_shared(Self::KIND, Mode::Upgradable, Location::caller());
         if state & PARKED != 0 {
@@ -957,11 +963,11 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     ) -> bool {
         let mut ask = Ask::new(Mode::Exclusive, site, deadline, None);
         let acquired = self.wait_exclusive(&mut ask);
-        self.diag
-            .after_wait(ask.wait, acquired, Mode::Exclusive, site);
         if acquired {
             self.diag.acquired_exclusive(Self::KIND, site);
         }
+        self.diag
+            .after_wait(ask.wait, acquired, Mode::Exclusive, site);
         acquired
     }
 
@@ -1049,6 +1055,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                 deadline,
             )
         };
+        self.diag.woke(&mut ask.wait);
         spin.reset();
         *state = self.state.load(Ordering::Relaxed);
         match result {
@@ -1099,6 +1106,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     deadline,
                 )
             };
+            self.diag.woke(&mut ask.wait);
             state = self.state.load(Ordering::Acquire);
             if result == ParkResult::TimedOut {
                 // The word, not the park result, decides: the last reader may
@@ -1174,19 +1182,21 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         }) else {
             return Err(guard);
         };
-        let upgraded = state & READERS == 0 || {
+        if state & READERS != 0 {
             let mut ask = Ask::new(Mode::Exclusive, site, deadline, Some(Abandon::ToUpgradable));
-            let drained = self.wait_for_readers(&mut ask);
-            let kept = drained || self.abandon_claim(Abandon::ToUpgradable);
+            let kept = self.wait_for_readers(&mut ask) || self.abandon_claim(Abandon::ToUpgradable);
+            if kept {
+                self.upgraded(site);
+            }
             self.diag.after_wait(ask.wait, kept, Mode::Exclusive, site);
-            kept
-        };
-        if upgraded {
-            self.upgraded(site);
-            Ok(GuardMarker::new())
-        } else {
-            Err(guard)
+            return if kept {
+                Ok(GuardMarker::new())
+            } else {
+                Err(guard)
+            };
         }
+        self.upgraded(site);
+        Ok(GuardMarker::new())
     }
 
     #[cold]
