@@ -264,21 +264,13 @@ impl ThreadRecord {
         site: &'static Location<'static>,
         now: u32,
     ) -> u32 {
-        // Most threads hold one lock at a time: try the first slot first.
-        let i = if self.holds[0].load(Ordering::Relaxed) == 0 {
-            0
-        } else {
-            match self
-                .holds
-                .iter()
-                .position(|h| h.load(Ordering::Relaxed) == 0)
-            {
-                Some(i) => i,
-                None => {
-                    self.overflow.fetch_add(1, Ordering::Relaxed);
-                    return 0;
-                }
-            }
+        let Some(i) = self
+            .holds
+            .iter()
+            .position(|h| h.load(Ordering::Relaxed) == 0)
+        else {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return 0;
         };
         let slot = &self.slots[i];
         slot.since_ms.store(now, Ordering::Relaxed);
