@@ -298,3 +298,96 @@ fn sizes_stay_within_budget() {
     assert!(std::mem::size_of::<RwLock<()>>() <= 64);
     assert!(std::mem::size_of::<Mutex<()>>() <= 64);
 }
+
+/// Collects `lockscope` events (message and fields) from the test thread.
+mod capture {
+    use std::sync::{Arc, Mutex as StdMutex};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Clone, Default)]
+    pub struct Events(pub Arc<StdMutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={:?} ", field.name(), value));
+        }
+    }
+
+    impl Subscriber for Events {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            metadata.target() == "lockscope"
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+#[test]
+fn slow_holds_and_timeouts_emit_tracing_events() {
+    let events = capture::Events::default();
+    let _default = tracing::subscriber::set_default(events.clone());
+    let lock = Mutex::from_raw(RawMutex::labelled("slow-one"), ());
+
+    diag::set_slow_hold_threshold(Duration::from_millis(20));
+    diag::with_context(9, || {
+        let _guard = lock.lock();
+        thread::sleep(Duration::from_millis(60));
+    });
+    let quick = lock.lock();
+    drop(quick);
+    // A timeout on this thread while another thread holds the lock.
+    let lock = Arc::new(lock);
+    let (held_tx, held_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let holder = {
+        let lock = Arc::clone(&lock);
+        thread::spawn(move || {
+            let _guard = lock.lock();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+    assert!(lock.try_lock_for(Duration::from_millis(5)).is_none());
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    diag::set_slow_hold_threshold(Duration::from_millis(100));
+
+    let events = events.0.lock().unwrap().clone();
+    let slow: Vec<_> = events
+        .iter()
+        .filter(|e| e.contains("slow lock hold"))
+        .collect();
+    assert_eq!(slow.len(), 1, "{events:#?}");
+    assert!(
+        slow[0].contains("slow-one") && slow[0].contains("context=9"),
+        "{}",
+        slow[0]
+    );
+    assert!(
+        slow[0].contains("diagnostics.rs"),
+        "the call site: {}",
+        slow[0]
+    );
+    let gave_up: Vec<_> = events.iter().filter(|e| e.contains("gave up")).collect();
+    assert_eq!(gave_up.len(), 1, "{events:#?}");
+    assert!(
+        gave_up[0].contains("slow-one") && gave_up[0].contains("holds it Exclusive"),
+        "{}",
+        gave_up[0]
+    );
+}
