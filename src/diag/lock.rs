@@ -114,6 +114,8 @@ pub(crate) struct StatsLine {
     pub(crate) timeouts: AtomicU64,
     pub(crate) wait: Histogram,
     pub(crate) hold: Histogram,
+    /// Wait time per waiting call site (for the contention profile).
+    pub(crate) sites: super::sites::WaitSites,
 }
 
 /// The heap part of a lock's diagnostics.
@@ -211,6 +213,7 @@ impl LockDiag {
                 timeouts: AtomicU64::new(0),
                 wait: Histogram::new(),
                 hold: Histogram::new(),
+                sites: super::sites::WaitSites::new(),
             },
             kind,
             first_site: site,
@@ -244,6 +247,7 @@ impl LockDiag {
     pub(crate) fn retire(&mut self) {
         let record = *self.record.get_mut();
         if !record.is_null() {
+            super::order::retired(record);
             super::registry::retire(record);
         }
     }
@@ -275,6 +279,9 @@ impl LockDiag {
         tenure.sampled_at.store(sampled, Ordering::Relaxed);
         tenure.held_ms.store(HELD, Ordering::Relaxed);
         line.acquisitions.store(n + 1, Ordering::Release);
+        if super::order::ON.load(Ordering::Relaxed) {
+            super::order::acquired(record, Mode::Exclusive, site);
+        }
     }
 
     /// The exclusive holder is about to release the lock.
@@ -322,6 +329,9 @@ impl LockDiag {
                 .stats
                 .shared_acquisitions
                 .fetch_add(u64::from(stands_for), Ordering::Relaxed);
+        }
+        if super::order::ON.load(Ordering::Relaxed) {
+            super::order::acquired(record, mode, site);
         }
     }
 
@@ -446,6 +456,7 @@ impl LockDiag {
         let Some(record) = self.get() else { return };
         let waited = clock::precise_ns().saturating_sub(wait.start_ns);
         record.stats.wait.record(waited);
+        record.stats.sites.add(site, waited);
         if let Some(me) = thread::current() {
             me.wait.lock.store(ptr::null_mut(), Ordering::Release);
         }

@@ -82,6 +82,9 @@ pub(crate) struct ThreadRecord {
     rng: AtomicU32,
     /// Small number, stable while the thread lives; reused after it exits.
     pub(crate) id: u32,
+    /// Coarse time at which the current thread claimed this record: a tenure
+    /// that began before it belongs to an earlier thread that has exited.
+    pub(crate) claimed_ms: AtomicU32,
     /// The thread's name (truncated to [`NAME_BYTES`]), copied in without a
     /// lock when the thread claims the record; `name_len` 0: unnamed.
     name: [AtomicU8; NAME_BYTES],
@@ -145,6 +148,9 @@ fn claim() -> Option<&'static ThreadRecord> {
         return None;
     }
     let record = reuse().unwrap_or_else(create);
+    record
+        .claimed_ms
+        .store(super::clock::now_ms(), Ordering::Relaxed);
     record.set_name(std::thread::current().name().unwrap_or(""));
     // Registering the destructor may fail while thread-locals are being
     // destroyed; then the record simply stays claimed.
@@ -195,6 +201,7 @@ fn create() -> &'static ThreadRecord {
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
+        claimed_ms: AtomicU32::new(0),
         name: [const { AtomicU8::new(0) }; NAME_BYTES],
         name_len: AtomicU8::new(0),
         in_use: AtomicBool::new(true),
@@ -252,6 +259,16 @@ impl ThreadRecord {
     /// Whether the thread that owns this record is still running.
     pub(crate) fn alive(&self) -> bool {
         self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread that began a hold at coarse time `since_ms` is
+    /// still running: the record is in use, and was not claimed by a later
+    /// thread after that hold began (an exclusive tenure outlives its
+    /// thread's claim on the record when its guard was leaked).
+    pub(crate) fn alive_since(&self, since_ms: u32) -> bool {
+        let claimed = self.claimed_ms.load(Ordering::Relaxed);
+        // Wrapping difference read as signed: positive when the claim is later.
+        self.alive() && (super::clock::elapsed_ms(since_ms, claimed) as i32) <= 0
     }
 
     /// Records a shared hold of `lock`; returns whether this hold is sampled
