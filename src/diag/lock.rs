@@ -400,8 +400,11 @@ impl LockDiag {
             return None;
         }
         let here = format!("{}:{}", site.file(), site.line());
+        // A tenure older than this thread's claim on its record is that of
+        // an exited thread (a leaked guard) whose record this one reuses.
         if let Some(tenure) = record.excl.current()
             && tenure.thread.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut()
+            && me.alive_since(tenure.since.load(Ordering::Relaxed))
         {
             let held_at = site_ref(tenure.site.load(Ordering::Relaxed)).map_or_else(
                 || "an unknown site".to_string(),

@@ -85,6 +85,10 @@ pub(crate) struct ThreadRecord {
     /// Coarse time at which the current thread claimed this record: a tenure
     /// that began before it belongs to an earlier thread that has exited.
     pub(crate) claimed_ms: AtomicU32,
+    /// Coarse time at which the last thread to own this record exited. The
+    /// record is not reused within that same tick, so that every tenure of
+    /// that thread began strictly before the next claim.
+    released_ms: AtomicU32,
     /// The thread's name (truncated to [`NAME_BYTES`]), copied in without a
     /// lock when the thread claims the record; `name_len` 0: unnamed.
     name: [AtomicU8; NAME_BYTES],
@@ -118,6 +122,9 @@ impl Drop for Releaser {
         TORN_DOWN.with(|t| t.set(true));
         if let Some(record) = unsafe_ref(record) {
             record.context.store(0, Ordering::Relaxed);
+            record
+                .released_ms
+                .store(super::clock::now_ms(), Ordering::Relaxed);
             record.in_use.store(false, Ordering::Release);
         }
     }
@@ -161,10 +168,12 @@ fn claim() -> Option<&'static ThreadRecord> {
 
 /// A record whose thread has exited and which holds nothing any more.
 fn reuse() -> Option<&'static ThreadRecord> {
+    let now = super::clock::now_ms();
     let mut at = THREADS.load(Ordering::Acquire);
     while let Some(record) = unsafe_ref(at) {
         if !record.in_use.load(Ordering::Relaxed)
             && record.holds.iter().all(|h| h.load(Ordering::Relaxed) == 0)
+            && record.released_ms.load(Ordering::Relaxed) != now
             && record
                 .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -202,6 +211,7 @@ fn create() -> &'static ThreadRecord {
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
         claimed_ms: AtomicU32::new(0),
+        released_ms: AtomicU32::new(0),
         name: [const { AtomicU8::new(0) }; NAME_BYTES],
         name_len: AtomicU8::new(0),
         in_use: AtomicBool::new(true),
@@ -264,7 +274,9 @@ impl ThreadRecord {
     /// Whether the thread that began a hold at coarse time `since_ms` is
     /// still running: the record is in use, and was not claimed by a later
     /// thread after that hold began (an exclusive tenure outlives its
-    /// thread's claim on the record when its guard was leaked).
+    /// thread's claim on the record when its guard was leaked). A record is
+    /// never reused in the tick its thread exited, so a tenure of the
+    /// previous thread always began before the current claim.
     pub(crate) fn alive_since(&self, since_ms: u32) -> bool {
         let claimed = self.claimed_ms.load(Ordering::Relaxed);
         // Wrapping difference read as signed: positive when the claim is later.
