@@ -143,10 +143,8 @@ pub fn violations() -> Vec<OrderViolation> {
     #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
     {
         // blocking-ok: reading the list, on no lock path.
-        on::VIOLATIONS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let list = on::VIOLATIONS.lock();
+        list.unwrap_or_else(|e| e.into_inner()).clone()
     }
     #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
     Vec::new()
@@ -242,8 +240,8 @@ mod on {
         };
         let mut found = Vec::new();
         {
-            // blocking-ok: opt-in lock-order checking; its graph is behind
-            // this mutex (the documented cost of enabling it).
+            // The graph is behind this mutex: the documented cost of enabling.
+            // blocking-ok: opt-in lock-order checking only.
             let mut graph = GRAPH.lock().unwrap_or_else(|e| e.into_inner());
             let graph = graph.get_or_insert_with(Graph::default);
             let addr = ptr::from_ref(record).addr();
@@ -308,10 +306,8 @@ mod on {
             callback(&violation);
         }
         // blocking-ok: as above.
-        VIOLATIONS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(violation);
+        let list = VIOLATIONS.lock();
+        list.unwrap_or_else(|e| e.into_inner()).push(violation);
     }
 
     /// A lock is being dropped: forget its record (if checking ever ran).

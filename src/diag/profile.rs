@@ -212,6 +212,15 @@ fn escape(value: &str) -> String {
     out
 }
 
+/// A counter family: name, help, value of a row.
+type Counter = (&'static str, &'static str, fn(&LockProfile) -> u64);
+/// A histogram family: name, help, histogram of a row.
+type Family = (
+    &'static str,
+    &'static str,
+    fn(&LockProfile) -> &DurationHistogram,
+);
+
 fn histogram(out: &mut String, metric: &str, labels: &str, h: &DurationHistogram) {
     let mut cumulative = 0u64;
     let last = h.buckets.len().saturating_sub(1);
@@ -244,7 +253,7 @@ impl Profile {
             .iter()
             .map(|l| format!("lock=\"{}\",kind=\"{}\"", escape(&l.name), l.kind))
             .collect();
-        let counters: [(&str, &str, fn(&LockProfile) -> u64); 3] = [
+        let counters: [Counter; 3] = [
             (
                 "lockscope_acquisitions_total",
                 "Lock acquisitions (exclusive exact, shared sampled).",
@@ -267,7 +276,7 @@ impl Profile {
                 let _ = writeln!(out, "{name}{{{labels}}} {}", value(l));
             }
         }
-        let histograms: [(&str, &str, fn(&LockProfile) -> &DurationHistogram); 2] = [
+        let histograms: [Family; 2] = [
             (
                 "lockscope_wait_seconds",
                 "Time parked waiting for a lock, per contended acquisition.",

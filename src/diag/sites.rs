@@ -83,7 +83,7 @@ impl WaitSites {
                 })
             })
             .collect();
-        all.sort_by(|a, b| b.total.cmp(&a.total));
+        all.sort_by_key(|s| core::cmp::Reverse(s.total));
         let other = self.other_waits.load(Ordering::Relaxed);
         if other != 0 {
             all.push(super::profile::SiteWaits {
