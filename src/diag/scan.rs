@@ -67,7 +67,9 @@ fn seen(record: &LockRecord) -> Seen {
             .iter_mut()
             .filter(|h| h.mode == Mode::Exclusive && h.thread.id == owner.id)
         {
+            // The name is that of the record's new owner, not the holder's.
             holder.thread.alive = false;
+            holder.thread.name = None;
         }
     }
     let (word, word_held) = if snapshot.waiters.is_empty() {
