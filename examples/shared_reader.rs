@@ -107,7 +107,10 @@ fn main() {
             .locks
             .iter()
             .any(|l| l.name == "shared archive reader");
-        println!("after the fix it is in the ranking: {}", if still { "yes" } else { "no" });
+        println!(
+            "after the fix it is in the ranking: {}",
+            if still { "yes" } else { "no" }
+        );
     } else {
         println!("\n(diagnostics are off: no profile)");
     }

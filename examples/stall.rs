@@ -49,19 +49,18 @@ fn main() {
         .name("request".into())
         .spawn(move || *config.lock() += 1)
         .unwrap();
-    let report = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
-        println!("no report within 10 s");
-        std::process::exit(1)
-    });
+    let report = rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| {
+            println!("no report within 10 s");
+            std::process::exit(1)
+        });
     println!("--- stall 1: a leaked guard ---\n{report}");
 
     // 2. Two threads taking two locks in opposite orders.
     let (accounts, ledger) = (labelled("accounts"), labelled("ledger"));
     let both = Arc::new(Barrier::new(2));
-    for (name, first, second) in [
-        ("transfer", accounts, ledger),
-        ("audit", ledger, accounts),
-    ] {
+    for (name, first, second) in [("transfer", accounts, ledger), ("audit", ledger, accounts)] {
         let both = Arc::clone(&both);
         thread::Builder::new()
             .name(name.into())
