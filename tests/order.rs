@@ -79,3 +79,24 @@ fn locks_of_one_class_and_consistent_orders_are_not_reported() {
             .any(|v| v.held.contains("order-shard") || v.held == "order-outer")
     );
 }
+
+#[test]
+fn an_inversion_can_carry_a_backtrace() {
+    order::enable();
+    order::set_backtraces(true);
+    let (a, b) = (Mutex::new(()), Mutex::new(()));
+    a.set_label("order-bt-a");
+    b.set_label("order-bt-b");
+    drop((a.lock(), b.lock()));
+    let _b = b.lock();
+    let _a = a.lock();
+    let v = order::violations()
+        .into_iter()
+        .find(|v| v.held == "order-bt-b")
+        .expect("reported");
+    let backtrace = v.backtrace.expect("captured");
+    assert!(
+        backtrace.contains("an_inversion_can_carry_a_backtrace"),
+        "{backtrace}"
+    );
+}

@@ -80,6 +80,9 @@ pub struct OrderViolation {
     /// Where it then took `held`.
     #[cfg_attr(feature = "serde", serde(serialize_with = "super::ser::site"))]
     pub earlier_acquiring_site: Site,
+    /// The inverting thread's backtrace at the inversion, if
+    /// [`set_backtraces`] asked for them.
+    pub backtrace: Option<String>,
 }
 
 impl fmt::Display for OrderViolation {
@@ -100,8 +103,23 @@ impl fmt::Display for OrderViolation {
             At(Some(self.earlier_acquiring_site)),
             self.acquiring,
             At(Some(self.earlier_held_site)),
-        )
+        )?;
+        if let Some(backtrace) = &self.backtrace {
+            write!(f, "\nbacktrace:\n{backtrace}")?;
+        }
+        Ok(())
     }
+}
+
+/// Whether each inversion carries the inverting thread's backtrace
+/// (`std::backtrace`, captured only when an inversion is reported; off by
+/// default). Symbolizing takes milliseconds: fine for a report, which is
+/// made once per pair of classes.
+pub fn set_backtraces(on: bool) {
+    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    on::BACKTRACES.store(on, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    let _ = on;
 }
 
 /// Starts checking lock order (see the module docs for the cost). Orders
@@ -172,6 +190,7 @@ mod on {
     pub(super) static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
     pub(super) static VIOLATIONS: Mutex<Vec<OrderViolation>> = Mutex::new(Vec::new());
     static GRAPH: Mutex<Option<Graph>> = Mutex::new(None);
+    pub(super) static BACKTRACES: AtomicBool = AtomicBool::new(false);
 
     /// The first time one class was taken while another was held.
     struct Edge {
@@ -280,6 +299,7 @@ mod on {
                                 earlier_thread: earlier.thread.clone(),
                                 earlier_held_site: earlier.held_site,
                                 earlier_acquiring_site: earlier.acquiring_site,
+                                backtrace: None,
                             });
                         }
                     }
@@ -298,7 +318,10 @@ mod on {
     }
 
     #[cold]
-    fn report(violation: OrderViolation) {
+    fn report(mut violation: OrderViolation) {
+        if BACKTRACES.load(Ordering::Relaxed) {
+            violation.backtrace = Some(std::backtrace::Backtrace::force_capture().to_string());
+        }
         tracing::error!(target: "lockscope", report = %violation, "lock order inversion");
         // blocking-ok: opt-in lock-order checking, reporting an inversion.
         let callback = CALLBACK.lock().unwrap_or_else(|e| e.into_inner()).clone();
