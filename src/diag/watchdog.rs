@@ -221,7 +221,7 @@ mod on {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
     use std::thread::JoinHandle;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use super::super::StallReport;
     use super::super::scan::{self, Scan};
@@ -278,7 +278,8 @@ mod on {
         let mut previous: HashSet<String> = HashSet::new();
         let mut reported: HashSet<String> = HashSet::new();
         loop {
-            let deadline = Instant::now() + config.period;
+            // A zero period would spin.
+            let deadline = Instant::now() + config.period.max(Duration::from_millis(1));
             // blocking-ok: the watchdog's own stop flag, never on a lock path.
             let mut stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
             while !*stop {
