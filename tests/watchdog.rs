@@ -388,3 +388,25 @@ fn a_self_deadlock_let_through_by_the_log_policy_is_diagnosed() {
     );
     assert!(report.to_string().contains("SELF-DEADLOCK"), "{report}");
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_report_serializes_with_sites_as_file_and_line() {
+    let lock = Arc::new(Mutex::new(()));
+    lock.set_label("json-held");
+    let guard = lock.lock();
+    let line = line!() - 1;
+    let report = watchdog::check(&WatchdogConfig::default().hold_threshold(Duration::ZERO))
+        .expect("a hold over a zero threshold");
+    let json = serde_json::to_value(&report).unwrap();
+    let lock_json = json["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "json-held")
+        .unwrap();
+    let site = lock_json["holders"][0]["site"].as_str().unwrap();
+    assert!(site.ends_with(&format!("watchdog.rs:{line}")), "{site}");
+    assert_eq!(lock_json["holders"][0]["mode"], "Exclusive");
+    drop(guard);
+}
