@@ -13,7 +13,7 @@ fn an_inversion_is_reported_without_a_deadlock() {
     order::enable();
     let (tx, rx) = mpsc::channel();
     order::set_callback(Some(Arc::new(move |v: &order::OrderViolation| {
-        if v.held.starts_with("order-") {
+        if v.held == "order-a" || v.held == "order-b" {
             let _ = tx.send(v.clone());
         }
     })));
