@@ -410,13 +410,18 @@ fn with_upgraded_lets_held_back_readers_in_afterwards() {
     let mut u = l.upgradable_read();
     let l2 = Arc::clone(&l);
     let (tx, rx) = mpsc::channel::<()>();
+    let (start_tx, start_rx) = mpsc::channel::<()>();
     let reader = thread::spawn(move || {
+        // Only once the upgrade holds the write lock: a read taken earlier
+        // would make the upgrade wait for it forever.
+        start_rx.recv().unwrap();
         let g = l2.read();
         let _ = rx.recv();
         *g
     });
     u.with_upgraded(|x| {
         *x = 7;
+        start_tx.send(()).unwrap();
         // Hold the write lock until the reader is parked behind it.
         wait_until_parked("reader parked", || word(&l).parked);
     });

@@ -118,6 +118,8 @@ pub(crate) struct StatsLine {
     pub(crate) timeouts: AtomicU64,
     pub(crate) wait: Histogram,
     pub(crate) hold: Histogram,
+    /// Wait time per waiting call site (for the contention profile).
+    pub(crate) sites: super::sites::WaitSites,
 }
 
 /// The heap part of a lock's diagnostics.
@@ -148,6 +150,8 @@ pub(crate) struct LockDiag {
 pub(crate) struct Release {
     wait_ns: u64,
     sampled_at: u64,
+    /// Where the holder asked for the lock (only when it waited).
+    site: *mut Location<'static>,
 }
 
 /// A wait in progress on a slow path.
@@ -227,6 +231,7 @@ impl LockDiag {
                 timeouts: AtomicU64::new(0),
                 wait: Histogram::new(),
                 hold: Histogram::new(),
+                sites: super::sites::WaitSites::new(),
             },
             kind,
             first_site: site,
@@ -260,6 +265,7 @@ impl LockDiag {
     pub(crate) fn retire(&mut self) {
         let record = *self.record.get_mut();
         if !record.is_null() {
+            super::order::retired(record);
             super::registry::retire(record);
         }
     }
@@ -291,6 +297,9 @@ impl LockDiag {
         tenure.sampled_at.store(sampled, Ordering::Relaxed);
         tenure.held_ms.store(HELD, Ordering::Relaxed);
         line.acquisitions.store(n + 1, Ordering::Release);
+        if super::order::ON.load(Ordering::Relaxed) {
+            super::order::acquired(record, Mode::Exclusive, site);
+        }
     }
 
     /// The exclusive holder is about to release the lock. Hand the result to
@@ -300,6 +309,7 @@ impl LockDiag {
         let nothing = Release {
             wait_ns: 0,
             sampled_at: 0,
+            site: ptr::null_mut(),
         };
         let Some(record) = self.get() else {
             return nothing;
@@ -310,12 +320,14 @@ impl LockDiag {
         let held = elapsed_ms(tenure.since.load(Ordering::Relaxed), clock::now_ms());
         // Never HELD: a hold of 49 days reads as one a millisecond shorter.
         tenure.held_ms.store(held.min(HELD - 1), Ordering::Release);
-        let release = Release {
+        let mut release = Release {
             wait_ns: tenure.waited_ns.load(Ordering::Relaxed),
             sampled_at: tenure.sampled_at.load(Ordering::Relaxed),
+            site: ptr::null_mut(),
         };
         if release.wait_ns != 0 {
             tenure.waited_ns.store(0, Ordering::Relaxed);
+            release.site = tenure.site.load(Ordering::Relaxed);
         }
         if held >= super::slow_hold_ms() {
             record.slow_hold(
@@ -341,6 +353,9 @@ impl LockDiag {
         let Some(record) = self.get() else { return };
         if release.wait_ns != 0 {
             record.stats.wait.record(release.wait_ns);
+            if let Some(site) = site_ref(release.site) {
+                record.stats.sites.add(site, release.wait_ns);
+            }
         }
         if release.sampled_at != 0 {
             record.sampled_hold(release.sampled_at);
@@ -376,6 +391,9 @@ impl LockDiag {
                 .stats
                 .shared_acquisitions
                 .fetch_add(u64::from(stands_for), Ordering::Relaxed);
+        }
+        if super::order::ON.load(Ordering::Relaxed) {
+            super::order::acquired(record, mode, site);
         }
     }
 
@@ -444,8 +462,11 @@ impl LockDiag {
             return None;
         }
         let here = format!("{}:{}", site.file(), site.line());
+        // A tenure older than this thread's claim on its record is that of
+        // an exited thread (a leaked guard) whose record this one reuses.
         if let Some(tenure) = record.excl.current()
             && tenure.thread.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut()
+            && me.alive_since(tenure.since.load(Ordering::Relaxed))
         {
             let held_at = site_ref(tenure.site.load(Ordering::Relaxed)).map_or_else(
                 || "an unknown site".to_string(),
@@ -509,6 +530,7 @@ impl LockDiag {
         }
         if !acquired {
             record.stats.wait.record(waited);
+            record.stats.sites.add(site, waited);
             record.timed_out(mode, site, Duration::from_nanos(waited));
         } else if mode == Mode::Exclusive
             && let Some(tenure) = record.excl.current()
@@ -518,6 +540,7 @@ impl LockDiag {
             tenure.waited_ns.store(waited, Ordering::Relaxed);
         } else {
             record.stats.wait.record(waited);
+            record.stats.sites.add(site, waited);
         }
     }
 

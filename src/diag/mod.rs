@@ -62,6 +62,20 @@ pub(crate) use off::{LockDiag, Wait};
 mod inspect;
 pub use inspect::Inspect;
 
+#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+mod scan;
+#[cfg(feature = "serde")]
+mod ser;
+#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+mod sites;
+mod stall;
+pub use stall::{CycleStep, Diagnosis, LockReport, StallReport};
+
+pub mod order;
+pub mod profile;
+pub mod watchdog;
+pub use profile::{Profile, profile};
+
 /// Whether this build records diagnostics.
 pub const fn enabled() -> bool {
     cfg!(all(
@@ -71,6 +85,7 @@ pub const fn enabled() -> bool {
 }
 
 /// What a hold or a wait is for.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mode {
@@ -109,6 +124,7 @@ impl Mode {
 }
 
 /// A thread as diagnostics know it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadInfo {
     /// A small number, unique among live threads (reused after a thread exits).
@@ -133,6 +149,7 @@ impl fmt::Display for ThreadInfo {
 }
 
 /// A thread holding a lock.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 pub struct Holder {
     /// Who.
@@ -140,6 +157,7 @@ pub struct Holder {
     /// In which mode.
     pub mode: Mode,
     /// Where it acquired the lock.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::opt_site"))]
     pub site: Option<&'static Location<'static>>,
     /// How long it has held it (1 ms resolution).
     pub held_for: Duration,
@@ -162,6 +180,7 @@ impl fmt::Display for Holder {
 }
 
 /// A thread parked waiting for a lock.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 pub struct Waiter {
     /// Who.
@@ -169,17 +188,20 @@ pub struct Waiter {
     /// For which mode.
     pub mode: Mode,
     /// Where it asked for the lock.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::opt_site"))]
     pub site: Option<&'static Location<'static>>,
     /// How long it has waited (1 ms resolution).
     pub waiting_for: Duration,
 }
 
 /// The last thread that held a lock exclusively.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 pub struct LastHolder {
     /// Who (the record of a thread that has exited may have been reused).
     pub thread: ThreadInfo,
     /// Where it acquired the lock.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::opt_site"))]
     pub site: Option<&'static Location<'static>>,
     /// How long it held it (1 ms resolution).
     pub held: Duration,

@@ -82,6 +82,13 @@ pub(crate) struct ThreadRecord {
     rng: AtomicU32,
     /// Small number, stable while the thread lives; reused after it exits.
     pub(crate) id: u32,
+    /// Coarse time at which the current thread claimed this record: a tenure
+    /// that began before it belongs to an earlier thread that has exited.
+    pub(crate) claimed_ms: AtomicU32,
+    /// Coarse time at which the last thread to own this record exited. The
+    /// record is not reused within that same tick, so that every tenure of
+    /// that thread began strictly before the next claim.
+    released_ms: AtomicU32,
     /// The thread's name (truncated to [`NAME_BYTES`]), copied in without a
     /// lock when the thread claims the record; `name_len` 0: unnamed.
     name: [AtomicU8; NAME_BYTES],
@@ -115,6 +122,9 @@ impl Drop for Releaser {
         TORN_DOWN.with(|t| t.set(true));
         if let Some(record) = unsafe_ref(record) {
             record.context.store(0, Ordering::Relaxed);
+            record
+                .released_ms
+                .store(super::clock::now_ms(), Ordering::Relaxed);
             record.in_use.store(false, Ordering::Release);
         }
     }
@@ -145,6 +155,9 @@ fn claim() -> Option<&'static ThreadRecord> {
         return None;
     }
     let record = reuse().unwrap_or_else(create);
+    record
+        .claimed_ms
+        .store(super::clock::now_ms(), Ordering::Relaxed);
     record.set_name(std::thread::current().name().unwrap_or(""));
     // Registering the destructor may fail while thread-locals are being
     // destroyed; then the record simply stays claimed.
@@ -155,10 +168,12 @@ fn claim() -> Option<&'static ThreadRecord> {
 
 /// A record whose thread has exited and which holds nothing any more.
 fn reuse() -> Option<&'static ThreadRecord> {
+    let now = super::clock::now_ms();
     let mut at = THREADS.load(Ordering::Acquire);
     while let Some(record) = unsafe_ref(at) {
         if !record.in_use.load(Ordering::Relaxed)
             && record.holds.iter().all(|h| h.load(Ordering::Relaxed) == 0)
+            && record.released_ms.load(Ordering::Relaxed) != now
             && record
                 .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -195,6 +210,8 @@ fn create() -> &'static ThreadRecord {
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
+        claimed_ms: AtomicU32::new(0),
+        released_ms: AtomicU32::new(0),
         name: [const { AtomicU8::new(0) }; NAME_BYTES],
         name_len: AtomicU8::new(0),
         in_use: AtomicBool::new(true),
@@ -252,6 +269,18 @@ impl ThreadRecord {
     /// Whether the thread that owns this record is still running.
     pub(crate) fn alive(&self) -> bool {
         self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread that began a hold at coarse time `since_ms` is
+    /// still running: the record is in use, and was not claimed by a later
+    /// thread after that hold began (an exclusive tenure outlives its
+    /// thread's claim on the record when its guard was leaked). A record is
+    /// never reused in the tick its thread exited, so a tenure of the
+    /// previous thread always began before the current claim.
+    pub(crate) fn alive_since(&self, since_ms: u32) -> bool {
+        let claimed = self.claimed_ms.load(Ordering::Relaxed);
+        // Wrapping difference read as signed: positive when the claim is later.
+        self.alive() && (super::clock::elapsed_ms(since_ms, claimed) as i32) <= 0
     }
 
     /// Records a shared hold of `lock`; returns whether this hold is sampled
