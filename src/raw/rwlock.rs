@@ -246,7 +246,20 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline]
     #[track_caller]
     unsafe fn unlock_shared(&self, _guard: GuardMarker) {
-        let mut state = self.state.load(Ordering::Relaxed);
+        // The lone reader's release, guessed: an exchange whose expected
+        // value does not wait for a load of the word (a load right after
+        // the acquiring exchange would stall until that exchange retires).
+        let mut state =
+            match self
+                .state
+                .compare_exchange(ONE_READER, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.diag.released_shared(Mode::Shared);
+                    return;
+                }
+                Err(now) => now,
+            };
         // The common case in one exchange: readers are counted, no writer is
         // parked waiting for them and no upgradable reader is counted, so
         // every invariant holds before and after one reader leaves.
