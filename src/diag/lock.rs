@@ -43,7 +43,8 @@ pub(crate) struct Tenure {
     pub(crate) thread: AtomicPtr<ThreadRecord>,
     pub(crate) site: AtomicPtr<Location<'static>>,
     pub(crate) context: AtomicU64,
-    /// Precise acquisition time if this tenure is sampled, else 0.
+    /// Precise acquisition time, written only when the tenure is sampled
+    /// (acquisition number a multiple of [`EXCLUSIVE_SAMPLE`]).
     pub(crate) sampled_at: AtomicU64,
     pub(crate) since: AtomicU32,
     /// How long it lasted; [`HELD`] until it ends.
@@ -281,11 +282,12 @@ impl LockDiag {
         // count exactly without a locked instruction.
         let n = line.acquisitions.load(Ordering::Relaxed);
         let tenure = &line.tenures[(n % 2) as usize];
-        let sampled = if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
-            clock::precise_ns()
-        } else {
-            0
-        };
+        if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
+            // The release knows from the count that this tenure is sampled.
+            tenure
+                .sampled_at
+                .store(clock::precise_ns(), Ordering::Relaxed);
+        }
         tenure
             .thread
             .store(ptr::from_ref(me).cast_mut(), Ordering::Relaxed);
@@ -294,7 +296,6 @@ impl LockDiag {
         tenure
             .context
             .store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        tenure.sampled_at.store(sampled, Ordering::Relaxed);
         tenure.held_ms.store(HELD, Ordering::Relaxed);
         line.acquisitions.store(n + 1, Ordering::Release);
         if super::order::ON.load(Ordering::Relaxed) {
@@ -314,15 +315,25 @@ impl LockDiag {
         let Some(record) = self.get() else {
             return nothing;
         };
-        let Some(tenure) = record.excl.current() else {
+        let line = &record.excl;
+        let n = line.acquisitions.load(Ordering::Acquire);
+        if n == 0 {
             return nothing;
-        };
+        }
+        let tenure = &line.tenures[((n - 1) % 2) as usize];
+        if tenure.held_ms.load(Ordering::Relaxed) != HELD {
+            return nothing;
+        }
         let held = elapsed_ms(tenure.since.load(Ordering::Relaxed), clock::now_ms());
         // Never HELD: a hold of 49 days reads as one a millisecond shorter.
         tenure.held_ms.store(held.min(HELD - 1), Ordering::Release);
         let mut release = Release {
             wait_ns: tenure.waited_ns.load(Ordering::Relaxed),
-            sampled_at: tenure.sampled_at.load(Ordering::Relaxed),
+            sampled_at: if (n - 1).is_multiple_of(EXCLUSIVE_SAMPLE) {
+                tenure.sampled_at.load(Ordering::Relaxed)
+            } else {
+                0
+            },
             site: ptr::null_mut(),
         };
         if release.wait_ns != 0 {
