@@ -2,9 +2,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use std::hash::RandomState;
-
-use super::TwoTierCache;
+use super::{RandomState, TwoTierCache};
 
 /// Why [`TwoTierCacheBuilder::build`] refused a configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,7 +109,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         self
     }
 
-    /// Hash keys with `hasher` instead of [`RandomState`].
+    /// Hash keys with `hasher` instead of the default [`RandomState`]
+    /// (foldhash, randomly seeded). For keys an attacker chooses, SipHash:
+    /// `.hasher(std::hash::RandomState::new())`.
     pub fn hasher<S2>(self, hasher: S2) -> TwoTierCacheBuilder<K, V, S2> {
         TwoTierCacheBuilder {
             capacity: self.capacity,

@@ -39,6 +39,7 @@
 //! the pattern detector, which skips it if its window is busy.
 
 mod builder;
+mod hasher;
 mod histogram;
 mod pattern;
 mod shard;
@@ -48,11 +49,11 @@ mod tiers;
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
-use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use builder::{BuildError, TwoTierCacheBuilder};
+pub use hasher::RandomState;
 pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
@@ -102,7 +103,7 @@ pub struct TwoTierCache<K, V, S = RandomState> {
 impl<K, V> TwoTierCache<K, V, RandomState> {
     /// A builder with the defaults: no capacity (it must be set), hot
     /// fraction 0.7, automatic shard count, observability on, 1-in-64
-    /// sampling, [`RandomState`] hashing.
+    /// sampling, [`RandomState`] hashing (foldhash, randomly seeded).
     pub fn builder() -> TwoTierCacheBuilder<K, V, RandomState> {
         TwoTierCacheBuilder::default()
     }
