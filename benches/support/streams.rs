@@ -124,12 +124,24 @@ pub fn zipf_with_scans(len: usize, period: usize, scan: usize, seed: u64) -> Str
 
 /// The four benchmark streams, each `len` keys long.
 pub fn all(len: usize) -> Vec<Stream> {
-    vec![
-        zipf("zipf1.0", 1.0, len, 1),
-        zipf("zipf0.8", 0.8, len, 2),
-        phase_change(len, 4, 3),
-        zipf_with_scans(len, 100_000, 20_000, 4),
-    ]
+    NAMES
+        .iter()
+        .map(|n| by_name(n, len).expect("a known stream"))
+        .collect()
+}
+
+/// The names of the streams of [`all`], in order.
+pub const NAMES: [&str; 4] = ["zipf1.0", "zipf0.8", "phase-change", "zipf1.0+scans"];
+
+/// The stream of [`all`] called `name`, alone (cheaper than all four).
+pub fn by_name(name: &str, len: usize) -> Option<Stream> {
+    Some(match name {
+        "zipf1.0" => zipf("zipf1.0", 1.0, len, 1),
+        "zipf0.8" => zipf("zipf0.8", 0.8, len, 2),
+        "phase-change" => phase_change(len, 4, 3),
+        "zipf1.0+scans" => zipf_with_scans(len, 100_000, 20_000, 4),
+        _ => return None,
+    })
 }
 
 /// A fast hasher for `u64` keys (one multiply), to compare engines on equal

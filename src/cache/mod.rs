@@ -215,11 +215,13 @@ where
         let Some(obs) = self.obs.as_deref() else {
             let hash = self.hash(key);
             let shard = self.shard(hash);
-            let found = shard::lookup(shard, hash, key, false);
-            if found.count {
-                shard.sketch.increment(hash);
-            }
-            return found.value;
+            return match shard::lookup(shard, hash, key, false) {
+                Some((v, _)) => Some(v),
+                None => {
+                    shard.sketch.increment(hash);
+                    None
+                }
+            };
         };
         let stripe = Stripes::local(&obs.stripes);
         let n = stripe.tick();
@@ -228,12 +230,10 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let found = shard::lookup(shard, hash, key, sample);
-        let (v, k) = (found.value, found.key);
-        let prior = if found.count {
-            shard.sketch.increment(hash)
-        } else {
-            // Not counted: report it as known (it is cached and hot).
-            1
+        let (v, k, prior) = match found {
+            // A hit is known to the sketch (it is cached).
+            Some((v, k)) => (Some(v), k, 1),
+            None => (None, None, shard.sketch.increment(hash)),
         };
         if v.is_some() {
             stripe.hit();
@@ -293,7 +293,7 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let mut inner = shard.inner.write();
-        let v = inner.remove(hash, key);
+        let v = inner.remove(hash, key, &shard.sketch);
         shard
             .len
             .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
@@ -347,8 +347,8 @@ where
                 };
                 // A flight may have completed between our miss and our
                 // registration: look again before loading.
-                let v = match shard::lookup(shard, hash, &key, false).value {
-                    Some(v) => v,
+                let v = match shard::lookup(shard, hash, &key, false) {
+                    Some((v, _)) => v,
                     None => {
                         let load = load.take().expect("a caller leads at most once");
                         let v = load();

@@ -16,7 +16,6 @@
 //!   cache: a scan can at worst churn the warm tier's unreferenced entries.
 
 use core::mem;
-use core::sync::atomic::Ordering::Relaxed;
 use std::collections::VecDeque;
 
 use super::shard::ShardInner;
@@ -130,7 +129,7 @@ impl<K: Eq, V> ShardInner<K, V> {
         let candidate_freq = sketch.frequency(hash);
         let victim_freq = sketch.frequency(self.entry(victim).hash);
         if candidate_freq > victim_freq {
-            drop(self.take(victim));
+            drop(self.take(victim, sketch));
             c.add(|c| &c.evictions);
             self.place(hash, key, value, Tier::Warm);
             c.add(|c| &c.admissions);
@@ -141,13 +140,13 @@ impl<K: Eq, V> ShardInner<K, V> {
     }
 
     /// Removes `key`, returning its value.
-    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q, sketch: &Sketch) -> Option<V>
     where
         K: core::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let (_, slot) = self.find(hash, key)?;
-        let entry = self.take(slot);
+        let entry = self.take(slot, sketch);
         self.compact();
         Some(entry.value)
     }
@@ -164,13 +163,10 @@ impl<K: Eq, V> ShardInner<K, V> {
             if !self.current(slot, stamp) {
                 continue;
             }
-            let e = self.entry(slot);
-            let r = e.refs.load(Relaxed);
-            if r == 0 {
+            if self.entry(slot).age(sketch) == 0 {
                 self.warm.requeue_front(slot, stamp);
                 return slot;
             }
-            e.refs.store(r - 1, Relaxed);
             if self.hot_cap > 0 && self.promote(slot, sketch, c) {
                 continue;
             }
@@ -182,7 +178,7 @@ impl<K: Eq, V> ShardInner<K, V> {
     /// room or it is more frequent than the hot victim, which is demoted.
     fn promote(&mut self, slot: u32, sketch: &Sketch, c: &Count<'_>) -> bool {
         if self.hot.len() >= self.hot_cap {
-            let (victim, stamp) = self.hot_victim();
+            let (victim, stamp) = self.hot_victim(sketch);
             let candidate_freq = sketch.frequency(self.entry(slot).hash);
             if candidate_freq <= sketch.frequency(self.entry(victim).hash) {
                 self.hot.requeue_front(victim, stamp);
@@ -200,18 +196,15 @@ impl<K: Eq, V> ShardInner<K, V> {
 
     /// Runs the hot hand until it finds an unreferenced entry; returns it
     /// popped (the caller requeues or moves it).
-    fn hot_victim(&mut self) -> (u32, u32) {
+    fn hot_victim(&mut self, sketch: &Sketch) -> (u32, u32) {
         loop {
             let (slot, stamp) = self.hot.pop_front().expect("a full hot tier has entries");
             if !self.current(slot, stamp) {
                 continue;
             }
-            let e = self.entry(slot);
-            let r = e.refs.load(Relaxed);
-            if r == 0 {
+            if self.entry(slot).age(sketch) == 0 {
                 return (slot, stamp);
             }
-            e.refs.store(r - 1, Relaxed);
             self.hot.requeue_back(slot, stamp);
         }
     }
