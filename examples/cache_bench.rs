@@ -201,7 +201,7 @@ fn main() {
                         continue;
                     }
                     let (h, m) = measure(c, &stream.keys, t);
-                    if !(cell.1 >= m) {
+                    if cell.1.is_nan() || m > cell.1 {
                         *cell = (h, m);
                     }
                 }

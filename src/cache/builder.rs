@@ -102,8 +102,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         self
     }
 
-    /// Sample one operation in `n` for the latency histograms and the
-    /// pattern detector (rounded up to a power of two). Default 64.
+    /// Sample one operation in `n` for the latency histograms (sampled gets
+    /// also feed the pattern detector). Default 64. The countdown that picks
+    /// them is per thread and shared by the caches a thread uses.
     pub fn sample_interval(mut self, n: u32) -> Self {
         self.sample_interval = n;
         self

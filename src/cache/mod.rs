@@ -33,10 +33,11 @@
 //! between tiers.
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
-//! costs a get a thread-local lookup and two uncontended counter updates:
-//! hits and misses go to a stripe owned by the calling thread. One get in 64
-//! reads the clock for the latency histogram, and one in 64 is offered to
-//! the pattern detector, which skips it if its window is busy.
+//! costs an unsampled get a thread-local countdown and one uncontended
+//! counter update: hits and misses go to a stripe owned by the calling
+//! thread. One get in 64 reads the clock for the latency histogram and is
+//! then offered to the pattern detector, which skips it if its window is
+//! busy.
 
 mod builder;
 mod hasher;
@@ -82,10 +83,9 @@ struct Observer<K> {
     get_latency: Histogram,
     insert_latency: Histogram,
     patterns: PatternDetector<K>,
-    /// `interval - 1`, the interval a power of two.
-    mask: u64,
-    /// Offsets the detector's samples from the histogram's.
-    pattern_offset: u64,
+    /// One operation in `interval` is timed, and a sampled get is also
+    /// offered to the pattern detector.
+    interval: u32,
 }
 
 /// A concurrent, sharded, two-tier cache with TinyLFU admission.
@@ -120,7 +120,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 Shard::new(cap, hot.min(cap - 1))
             })
             .collect();
-        let interval = u64::from(b.sample_interval.next_power_of_two());
+        let interval = b.sample_interval;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(Observer {
@@ -128,8 +128,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 get_latency: Histogram::new(),
                 insert_latency: Histogram::new(),
                 patterns: PatternDetector::new(),
-                mask: interval - 1,
-                pattern_offset: interval / 2,
+                interval,
             })
         });
         TwoTierCache {
@@ -223,29 +222,43 @@ where
                 }
             };
         };
-        let stripe = Stripes::local(&obs.stripes);
-        let n = stripe.tick();
-        let start = (n & obs.mask == 0).then(Instant::now);
-        let sample = n.wrapping_add(obs.pattern_offset) & obs.mask == 0;
+        if stats::sample(obs.interval) {
+            return self.get_sampled(obs, key);
+        }
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let found = shard::lookup(shard, hash, key, sample);
-        let (v, k, prior) = match found {
+        let v = match shard::lookup(shard, hash, key, false) {
+            Some((v, _)) => Some(v),
+            None => {
+                shard.sketch.increment(hash);
+                None
+            }
+        };
+        Stripes::count(&obs.stripes, v.is_some());
+        v
+    }
+
+    /// A get that the sampling countdown picked: timed, then recorded by
+    /// the pattern detector.
+    #[cold]
+    #[inline(never)]
+    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let start = Instant::now();
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let (v, k, prior) = match shard::lookup(shard, hash, key, true) {
             // A hit is known to the sketch (it is cached).
             Some((v, k)) => (Some(v), k, 1),
             None => (None, None, shard.sketch.increment(hash)),
         };
-        if v.is_some() {
-            stripe.hit();
-        } else {
-            stripe.miss();
-        }
-        if let Some(t) = start {
-            obs.get_latency.record(t.elapsed());
-        }
-        if sample {
-            obs.patterns.record(hash, k, v.is_some(), prior);
-        }
+        Stripes::count(&obs.stripes, v.is_some());
+        // Timed before the detector's work, which is not the get's.
+        obs.get_latency.record(start.elapsed());
+        obs.patterns.record(hash, k, v.is_some(), prior);
         v
     }
 
@@ -255,8 +268,7 @@ where
     /// [`CacheStats::rejections`]).
     pub fn insert(&self, key: K, value: V) {
         let start = self.obs.as_deref().and_then(|obs| {
-            let n = Stripes::local(&obs.stripes).tick();
-            (n & obs.mask == 0).then(Instant::now)
+            stats::sample(obs.interval).then(Instant::now)
         });
         let hash = self.hash(&key);
         let shard = self.shard(hash);

@@ -9,6 +9,9 @@
 //! stay, and the next owner continues them. If every stripe is taken, the
 //! thread shares an overflow stripe updated with `fetch_add`.
 //!
+//! Sampling (which operations read the clock or feed the pattern detector)
+//! is a per-thread countdown, see [`sample`].
+//!
 //! Write-path counters (inserts, admissions, ...) change under the shard's
 //! write lock, so they too are a load and a store.
 
@@ -63,8 +66,6 @@ pub(crate) struct Stripe {
     owned: AtomicBool,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
-    /// Operations seen by this stripe, for 1-in-N sampling.
-    pub(crate) ops: AtomicU64,
 }
 
 /// The per-thread stripes of one cache.
@@ -73,47 +74,6 @@ pub(crate) struct Stripes {
     id: u64,
     slots: Box<[Stripe]>,
     overflow: Stripe,
-}
-
-/// A stripe as the calling thread may use it.
-pub(crate) struct StripeRef<'a> {
-    stripe: &'a Stripe,
-    shared: bool,
-}
-
-impl StripeRef<'_> {
-    #[inline]
-    fn add(&self, c: &AtomicU64) {
-        if self.shared {
-            c.fetch_add(1, Ordering::Relaxed);
-        } else {
-            bump_owned(c);
-        }
-    }
-
-    /// Counts a hit.
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.add(&self.stripe.hits);
-    }
-
-    /// Counts a miss.
-    #[inline]
-    pub(crate) fn miss(&self) {
-        self.add(&self.stripe.misses);
-    }
-
-    /// Counts an operation and returns its ordinal on this stripe.
-    #[inline]
-    pub(crate) fn tick(&self) -> u64 {
-        if self.shared {
-            self.stripe.ops.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            let n = self.stripe.ops.load(Ordering::Relaxed).wrapping_add(1);
-            self.stripe.ops.store(n, Ordering::Relaxed);
-            n
-        }
-    }
 }
 
 /// A thread's claim on a stripe; released when the thread exits.
@@ -136,9 +96,34 @@ thread_local! {
     static CLAIMS: RefCell<Vec<Claim>> = const { RefCell::new(Vec::new()) };
     /// The last `(stripes id, index)` this thread used: the fast path.
     static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// Operations until this thread's next sample, over all caches.
+    static COUNTDOWN: Cell<u32> = const { Cell::new(0) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Counts one operation of the calling thread; returns whether it is
+/// sampled, which it is once in `interval` operations.
+///
+/// One thread-local countdown serves every cache the thread uses: an
+/// unsampled operation costs a decrement, with no clock read and no shared
+/// write. With several caches in use the samples are shared among them in
+/// proportion to their operations.
+#[inline]
+pub(crate) fn sample(interval: u32) -> bool {
+    COUNTDOWN
+        .try_with(|c| {
+            let n = c.get();
+            if n == 0 {
+                c.set(interval.max(1) - 1);
+                true
+            } else {
+                c.set(n - 1);
+                false
+            }
+        })
+        .unwrap_or(false)
+}
 
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
@@ -150,24 +135,24 @@ impl Stripes {
         })
     }
 
-    /// The calling thread's stripe of `this`, claimed on first use. The
-    /// thread-local borrow ends before this returns, so user code run later
-    /// (a key's `Eq`, a value's `Clone`) may use the cache again.
+    /// Counts a get on the calling thread's stripe of `this` (claimed on
+    /// first use): a relaxed load and store on a line only this thread
+    /// writes. The thread-local borrow ends before this returns, so user
+    /// code run later may use the cache again.
     #[inline]
-    pub(crate) fn local(this: &Arc<Self>) -> StripeRef<'_> {
+    pub(crate) fn count(this: &Arc<Self>, hit: bool) {
         if let Ok((id, index)) = LAST.try_with(Cell::get)
             && id == this.id
         {
-            return StripeRef {
-                stripe: &this.slots[index],
-                shared: false,
-            };
+            let s = &this.slots[index];
+            bump_owned(if hit { &s.hits } else { &s.misses });
+            return;
         }
-        Self::local_slow(this)
+        Self::count_slow(this, hit);
     }
 
     #[cold]
-    fn local_slow(this: &Arc<Self>) -> StripeRef<'_> {
+    fn count_slow(this: &Arc<Self>, hit: bool) {
         let me = Arc::as_ptr(this);
         let index = CLAIMS
             .try_with(|claims| {
@@ -182,15 +167,18 @@ impl Stripes {
         match index {
             Some(i) => {
                 let _ = LAST.try_with(|last| last.set((this.id, i)));
-                StripeRef {
-                    stripe: &this.slots[i],
-                    shared: false,
-                }
+                let s = &this.slots[i];
+                bump_owned(if hit { &s.hits } else { &s.misses });
             }
-            None => StripeRef {
-                stripe: &this.overflow,
-                shared: true,
-            },
+            None => {
+                // Shared by every thread without a stripe.
+                let c = if hit {
+                    &this.overflow.hits
+                } else {
+                    &this.overflow.misses
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
