@@ -204,7 +204,10 @@ where
     }
 
     /// A copy of the value for `key`, if cached. Marks the entry as
-    /// recently used and counts the access in the frequency sketch.
+    /// recently used (counted in the frequency sketch later, under the
+    /// shard's write lock). A miss writes nothing shared: the frequency
+    /// sketch counts it when the key is then inserted, as cache-aside code
+    /// and [`Self::get_or_insert_with`] do.
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
@@ -214,26 +217,14 @@ where
         let Some(obs) = self.obs.as_deref() else {
             let hash = self.hash(key);
             let shard = self.shard(hash);
-            return match shard::lookup(shard, hash, key, false) {
-                Some((v, _)) => Some(v),
-                None => {
-                    shard.sketch.increment(hash);
-                    None
-                }
-            };
+            return shard::lookup(shard, hash, key, false).map(|(v, _)| v);
         };
         if stats::sample(obs.interval) {
             return self.get_sampled(obs, key);
         }
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let v = match shard::lookup(shard, hash, key, false) {
-            Some((v, _)) => Some(v),
-            None => {
-                shard.sketch.increment(hash);
-                None
-            }
-        };
+        let v = shard::lookup(shard, hash, key, false).map(|(v, _)| v);
         Stripes::count(&obs.stripes, v.is_some());
         v
     }
@@ -253,7 +244,7 @@ where
         let (v, k, prior) = match shard::lookup(shard, hash, key, true) {
             // A hit is known to the sketch (it is cached).
             Some((v, k)) => (Some(v), k, 1),
-            None => (None, None, shard.sketch.increment(hash)),
+            None => (None, None, shard.sketch.frequency(hash)),
         };
         Stripes::count(&obs.stripes, v.is_some());
         // Timed before the detector's work, which is not the get's.
@@ -272,12 +263,8 @@ where
         });
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        // A write is an access too: without this, a cache filled only by
-        // inserts would see every candidate at frequency zero.
-        if shard.sketch.frequency(hash) == 0 {
-            shard.sketch.increment(hash);
-        }
         {
+            // shard lock: writes take it exclusively, off the get path.
             let mut inner = shard.inner.write();
             inner.insert(
                 hash,

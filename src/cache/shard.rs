@@ -301,7 +301,7 @@ impl<K, V> ShardInner<K, V> {
 /// A hit writes nothing shared but the entry's access byte, and that only
 /// while its reference counter is below saturation: the hit is counted in
 /// the frequency sketch later, by the CLOCK hand, under the write lock.
-#[inline]
+#[inline(always)]
 pub(crate) fn lookup<K, V, Q>(
     shard: &Shard<K, V>,
     hash: u64,

@@ -97,8 +97,9 @@ impl Count<'_> {
 }
 
 impl<K: Eq, V> ShardInner<K, V> {
-    /// Inserts or replaces `key`. A new key in a full shard goes through
-    /// admission and may be rejected. `count` turns the counters on.
+    /// Inserts or replaces `key`, counting the access in the sketch. A new
+    /// key in a full shard goes through admission and may be rejected.
+    /// `count` turns the counters on.
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -119,6 +120,10 @@ impl<K: Eq, V> ShardInner<K, V> {
             e.value = value;
             return;
         }
+        // An insert of an absent key is an access: usually the miss that
+        // preceded it, which the get path leaves uncounted so that it
+        // writes nothing shared.
+        let candidate_freq = (sketch.increment(hash) + 1).min(15);
         if self.len() < self.capacity {
             self.place(hash, key, value, Tier::Warm);
             c.add(|c| &c.admissions);
@@ -126,7 +131,6 @@ impl<K: Eq, V> ShardInner<K, V> {
             return;
         }
         let victim = self.warm_victim(sketch, &c);
-        let candidate_freq = sketch.frequency(hash);
         let victim_freq = sketch.frequency(self.entry(victim).hash);
         if candidate_freq > victim_freq {
             drop(self.take(victim, sketch));
