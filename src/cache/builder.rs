@@ -50,6 +50,7 @@ pub struct TwoTierCacheBuilder<K, V, S = RandomState> {
     pub(crate) shards: Option<usize>,
     pub(crate) observability: bool,
     pub(crate) sample_interval: u32,
+    pub(crate) hill_climbing: bool,
     pub(crate) hasher: S,
     marker: PhantomData<fn(K, V)>,
 }
@@ -62,6 +63,7 @@ impl<K, V> Default for TwoTierCacheBuilder<K, V, RandomState> {
             shards: None,
             observability: true,
             sample_interval: 64,
+            hill_climbing: false,
             hasher: RandomState::new(),
             marker: PhantomData,
         }
@@ -110,6 +112,19 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         self
     }
 
+    /// Whether to let the hot/warm split follow the workload (hill
+    /// climbing, as Caffeine does for its window): every ten times the
+    /// capacity in gets, the hot fraction moves a step in whichever
+    /// direction last raised the hit ratio, in steps that shrink as it
+    /// settles and grow again when the hit ratio jumps. Starts from
+    /// [`Self::hot_fraction`]; stays within 0.05..=0.95. Default off.
+    /// Needs [`Self::observability`] (it reads the hit and miss counts);
+    /// without it the split stays fixed.
+    pub fn hill_climbing(mut self, on: bool) -> Self {
+        self.hill_climbing = on;
+        self
+    }
+
     /// Hash keys with `hasher` instead of the default [`RandomState`]
     /// (foldhash, randomly seeded). For keys an attacker chooses, SipHash:
     /// `.hasher(std::hash::RandomState::new())`.
@@ -120,6 +135,7 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
             shards: self.shards,
             observability: self.observability,
             sample_interval: self.sample_interval,
+            hill_climbing: self.hill_climbing,
             hasher,
             marker: PhantomData,
         }

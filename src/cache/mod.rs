@@ -40,6 +40,7 @@
 //! busy.
 
 mod builder;
+mod climb;
 mod hasher;
 mod histogram;
 mod pattern;
@@ -59,6 +60,7 @@ pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
 
+use climb::{Climber, Target};
 use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::Shard;
@@ -86,6 +88,8 @@ struct Observer<K> {
     /// One operation in `interval` is timed, and a sampled get is also
     /// offered to the pattern detector.
     interval: u32,
+    /// The hill climber, if turned on.
+    climber: Option<Mutex<Climber>>,
 }
 
 /// A concurrent, sharded, two-tier cache with TinyLFU admission.
@@ -98,6 +102,8 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     hasher: S,
     capacity: usize,
     obs: Option<Box<Observer<K>>>,
+    /// The hot fraction the shards follow (moved by the hill climber).
+    hot_target: Target,
 }
 
 impl<K, V> TwoTierCache<K, V, RandomState> {
@@ -117,7 +123,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             .map(|i| {
                 let cap = base + usize::from(i < extra);
                 let hot = ((cap as f64) * b.hot_fraction) as usize;
-                Shard::new(cap, hot.min(cap - 1))
+                Shard::new(cap, hot.min(cap - 1), b.hot_fraction)
             })
             .collect();
         let interval = b.sample_interval;
@@ -129,6 +135,9 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 insert_latency: Histogram::new(),
                 patterns: PatternDetector::new(),
                 interval,
+                climber: b
+                    .hill_climbing
+                    .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
             })
         });
         TwoTierCache {
@@ -136,6 +145,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             hasher: b.hasher,
             capacity: b.capacity,
             obs,
+            hot_target: Target::new(b.hot_fraction),
         }
     }
 }
@@ -249,7 +259,16 @@ where
         Stripes::count(&obs.stripes, v.is_some());
         // Timed before the detector's work, which is not the get's.
         obs.get_latency.record(start.elapsed());
-        obs.patterns.record(hash, k, v.is_some(), prior);
+        let epoch_done = obs.patterns.record(hash, k, v.is_some(), prior);
+        if epoch_done && let Some(climber) = &obs.climber {
+            // try-lock-or-skip: the next epoch will try again.
+            if let Some(mut c) = climber.try_lock() {
+                let (hits, misses) = obs.stripes.totals();
+                if let Some(f) = c.observe(hits, misses) {
+                    self.hot_target.set(f);
+                }
+            }
+        }
         v
     }
 
@@ -266,6 +285,12 @@ where
         {
             // shard lock: writes take it exclusively, off the get path.
             let mut inner = shard.inner.write();
+            // Follow the hill climber (a shrink is spread over inserts).
+            let fraction = self.hot_target.get();
+            if fraction != inner.hot_fraction || inner.hot.len() > inner.hot_cap {
+                inner.hot_fraction = fraction;
+                inner.retarget(fraction, &shard.sketch, &shard.counters.0, self.obs.is_some());
+            }
             inner.insert(
                 hash,
                 key,
@@ -439,7 +464,9 @@ where
     pub fn patterns(&self) -> Patterns<K> {
         self.obs
             .as_deref()
-            .map_or_else(Patterns::default, |obs| obs.patterns.snapshot())
+            .map_or_else(Patterns::default, |obs| {
+                obs.patterns.snapshot(self.hot_target.get())
+            })
     }
 
     /// The number of shards.

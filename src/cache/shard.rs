@@ -89,6 +89,8 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) hot: ClockQueue,
     pub(crate) warm: ClockQueue,
     pub(crate) hot_cap: usize,
+    /// The hot fraction `hot_cap` was computed from.
+    pub(crate) hot_fraction: f64,
     pub(crate) capacity: usize,
     next_stamp: u32,
 }
@@ -110,9 +112,9 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(capacity: usize, hot_cap: usize) -> Self {
+    pub(crate) fn new(capacity: usize, hot_cap: usize, hot_fraction: f64) -> Self {
         Shard {
-            inner: RwLock::new(ShardInner::new(capacity, hot_cap)),
+            inner: RwLock::new(ShardInner::new(capacity, hot_cap, hot_fraction)),
             sketch: Sketch::new(capacity),
             counters: Padded::default(),
             len: AtomicUsize::new(0),
@@ -122,7 +124,7 @@ impl<K, V> Shard<K, V> {
 }
 
 impl<K, V> ShardInner<K, V> {
-    fn new(capacity: usize, hot_cap: usize) -> Self {
+    fn new(capacity: usize, hot_cap: usize, hot_fraction: f64) -> Self {
         let words = (capacity * 2).max(8).next_power_of_two();
         ShardInner {
             index: vec![EMPTY; words].into_boxed_slice(),
@@ -132,6 +134,7 @@ impl<K, V> ShardInner<K, V> {
             hot: ClockQueue::default(),
             warm: ClockQueue::default(),
             hot_cap,
+            hot_fraction,
             capacity,
             next_stamp: 0,
         }

@@ -143,6 +143,27 @@ impl<K: Eq, V> ShardInner<K, V> {
         }
     }
 
+    /// Follows a new hot fraction: sets the hot tier's cap and, if the tier
+    /// is over it, demotes up to two of its CLOCK victims (a shrink is
+    /// spread over the inserts that follow).
+    pub(crate) fn retarget(&mut self, fraction: f64, sketch: &Sketch, counters: &ShardCounters, count: bool) {
+        let cap = ((self.capacity as f64 * fraction) as usize).min(self.capacity - 1);
+        self.hot_cap = cap;
+        let c = Count {
+            counters,
+            on: count,
+        };
+        for _ in 0..2 {
+            if self.hot.len() <= cap {
+                break;
+            }
+            let (victim, _) = self.hot_victim(sketch);
+            self.hot.left();
+            self.move_to(victim, Tier::Warm);
+            c.add(|c| &c.demotions);
+        }
+    }
+
     /// Removes `key`, returning its value.
     pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q, sketch: &Sketch) -> Option<V>
     where
