@@ -63,7 +63,7 @@ impl<K, V> Default for TwoTierCacheBuilder<K, V, RandomState> {
             shards: None,
             observability: true,
             sample_interval: 64,
-            hill_climbing: false,
+            hill_climbing: true,
             hasher: RandomState::new(),
             marker: PhantomData,
         }

@@ -1,31 +1,42 @@
 //! Hill climbing of the hot tier's share (the split Caffeine tunes for its
-//! window, applied here to the hot/warm split).
+//! admission window, applied here to the hot/warm split).
 //!
 //! Every period (ten times the capacity in gets) the climber compares the
 //! period's hit ratio with the previous one. If it did not fall, the last
 //! step is repeated in the same direction; if it fell, the direction turns.
-//! Steps shrink geometrically so the split settles, and a jump of the hit
-//! ratio by five points or more (the workload changed) restores the first,
-//! large step. The hot fraction stays within `[MIN, MAX]`.
+//! Steps shrink by a tenth each period, so on a stationary workload the
+//! split settles. A fall of five points or more means the workload moved:
+//! the hot fraction halves at once (the warm tier, where new keys compete,
+//! grows, and the old hot set loses its protection sooner), and climbing
+//! starts afresh with a full step; the rise that follows while the cache
+//! refills is not read as a gradient. The fraction stays within
+//! `[MIN, MAX]`.
 //!
 //! The climber runs on the sampled path only (when the pattern detector
 //! completes an epoch), reads the exact hit and miss totals, and publishes
-//! the fraction through one atomic that each shard reads on its next insert:
-//! nothing is added to an unsampled get.
+//! the fraction through one atomic that each shard reads on its next
+//! insert: nothing is added to an unsampled get.
+//!
+//! Measured single-threaded on the benchmark streams (see `docs/cache.md`):
+//! +0.3 and +0.7 points of hit ratio on Zipf 1.0 and 0.8 (which prefer a
+//! hot tier near 0.9), +0.1 on the phase-change stream, -0.1 on Zipf with
+//! scans (the periods that hold two scans look like a workload move).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The first step, as a share of the capacity.
 const FIRST_STEP: f64 = 0.0625;
 /// Each step is this much of the one before.
-const DECAY: f64 = 0.98;
-/// A change of the hit ratio at least this large restarts the climb.
+const DECAY: f64 = 0.9;
+/// A change of the hit ratio at least this large means the workload moved.
 const RESTART: f64 = 0.05;
 /// Steps below this are not taken (the split has settled).
 const MIN_STEP: f64 = 0.002;
+/// Gets per period, per entry of capacity.
+const PERIOD_PER_ENTRY: u64 = 10;
 /// Bounds of the hot fraction while climbing.
-pub(crate) const MIN: f64 = 0.05;
-pub(crate) const MAX: f64 = 0.95;
+const MIN: f64 = 0.05;
+const MAX: f64 = 0.95;
 
 /// The climber's state, behind the observer's lock.
 pub(crate) struct Climber {
@@ -39,29 +50,31 @@ pub(crate) struct Climber {
     /// The next step, signed: positive grows the hot tier.
     step: f64,
     fraction: f64,
-    /// Steps taken.
-    steps: u64,
 }
 
 impl Climber {
     pub(crate) fn new(capacity: usize, fraction: f64) -> Self {
         Climber {
-            period: (capacity as u64).saturating_mul(10).max(1024),
+            period: (capacity as u64)
+                .saturating_mul(PERIOD_PER_ENTRY)
+                .max(1024),
             hits: 0,
             misses: 0,
             previous: None,
-            // Start by shrinking the hot tier: a larger warm tier follows a
-            // moving workload sooner, and a stationary one turns it back.
-            step: -FIRST_STEP,
+            // Start by growing the hot tier: stationary skewed workloads
+            // gain from a larger protected core, and a move halves it.
+            step: FIRST_STEP,
             fraction,
-            steps: 0,
         }
     }
 
     /// Given the current hit and miss totals, ends a period if one is
     /// complete and returns the new hot fraction if it changed.
     pub(crate) fn observe(&mut self, hits: u64, misses: u64) -> Option<f64> {
-        let (dh, dm) = (hits - self.hits, misses - self.misses);
+        let (dh, dm) = (
+            hits.saturating_sub(self.hits),
+            misses.saturating_sub(self.misses),
+        );
         if dh + dm < self.period {
             return None;
         }
@@ -73,12 +86,14 @@ impl Climber {
             return self.take_step();
         };
         let change = ratio - previous;
+        if change <= -RESTART {
+            self.step = -FIRST_STEP;
+            return self.move_to((self.fraction / 2.0).max(MIN));
+        } else if change >= RESTART {
+            return None;
+        }
         let direction = if change >= 0.0 { 1.0 } else { -1.0 };
-        self.step = if change.abs() >= RESTART {
-            FIRST_STEP.copysign(self.step * direction)
-        } else {
-            self.step * direction * DECAY
-        };
+        self.step *= direction * DECAY;
         self.take_step()
     }
 
@@ -92,8 +107,14 @@ impl Climber {
             self.step = -self.step;
             return None;
         }
+        self.move_to(next)
+    }
+
+    fn move_to(&mut self, next: f64) -> Option<f64> {
+        if next == self.fraction {
+            return None;
+        }
         self.fraction = next;
-        self.steps = self.steps.wrapping_add(1);
         Some(next)
     }
 }
@@ -119,38 +140,47 @@ impl Target {
 mod tests {
     use super::*;
 
-    /// A hit ratio that peaks at a hot fraction of 0.8.
-    fn ratio_at(f: f64) -> f64 {
-        0.6 - (f - 0.8).abs() * 0.1
+    /// Feeds `periods` periods of a hit ratio given by `ratio_at(fraction)`.
+    fn run(c: &mut Climber, f: &mut f64, periods: usize, ratio_at: impl Fn(f64) -> f64) {
+        let (mut hits, mut misses) = (c.hits, c.misses);
+        for _ in 0..periods {
+            let h = (ratio_at(*f) * c.period as f64) as u64;
+            hits += h;
+            misses += c.period - h;
+            if let Some(next) = c.observe(hits, misses) {
+                *f = next;
+            }
+        }
     }
 
     #[test]
     fn climbs_towards_the_best_split_and_settles() {
-        let mut c = Climber::new(1000, 0.5);
-        let (mut hits, mut misses) = (0u64, 0u64);
-        let mut f = 0.5;
-        for _ in 0..400 {
-            let r = ratio_at(f);
-            let h = (r * 10_000.0) as u64;
-            hits += h;
-            misses += 10_000 - h;
-            if let Some(next) = c.observe(hits, misses) {
-                f = next;
-            }
+        for start in [0.2, 0.5, 0.9] {
+            let mut c = Climber::new(1000, start);
+            let mut f = start;
+            run(&mut c, &mut f, 300, |f| 0.6 - (f - 0.7).abs() * 0.1);
+            assert!((f - 0.7).abs() < 0.1, "from {start} settled at {f}");
         }
-        assert!((f - 0.8).abs() < 0.1, "settled at {f}");
     }
 
     #[test]
-    fn a_large_change_restarts_the_step() {
+    fn a_workload_move_halves_the_hot_share() {
+        let mut c = Climber::new(1000, 0.8);
+        let mut f = 0.8;
+        run(&mut c, &mut f, 50, |_| 0.6);
+        let before = f;
+        // The hit ratio falls by 20 points for one period.
+        run(&mut c, &mut f, 1, |_| 0.4);
+        assert!((f - (before / 2.0).max(MIN)).abs() < 1e-12, "{before} -> {f}");
+        assert_eq!(c.step, -FIRST_STEP);
+    }
+
+    #[test]
+    fn stays_within_bounds() {
         let mut c = Climber::new(1000, 0.5);
-        c.observe(5000, 5000);
-        for i in 2..200u64 {
-            c.observe(5000 * i, 5000 * i);
-        }
-        assert!(c.step.abs() < FIRST_STEP);
-        // Hit ratio jumps from 0.5 to 0.9 in one period.
-        c.observe(5000 * 199 + 9000, 5000 * 199 + 1000);
-        assert!((c.step.abs() - FIRST_STEP).abs() < 1e-12, "{}", c.step);
+        let mut f = 0.5;
+        // Ever better the larger the hot tier.
+        run(&mut c, &mut f, 200, |f| f * 0.5);
+        assert!((MIN..=MAX).contains(&f), "{f}");
     }
 }
