@@ -265,7 +265,10 @@ where
             if let Some(mut c) = climber.try_lock() {
                 let (hits, misses) = obs.stripes.totals();
                 if let Some(f) = c.observe(hits, misses) {
-                    self.hot_target.set(f);
+                    self.hot_target.set_fraction(f);
+                }
+                if core::mem::take(&mut c.moved) {
+                    self.hot_target.add_move();
                 }
             }
         }
@@ -285,8 +288,14 @@ where
         {
             // shard lock: writes take it exclusively, off the get path.
             let mut inner = shard.inner.write();
-            // Follow the hill climber (a shrink is spread over inserts).
-            let fraction = self.hot_target.get();
+            // Follow the hill climber: age the sketch once per workload
+            // move, and resize the hot tier (a shrink is spread over inserts).
+            let moves = self.hot_target.moves();
+            if moves != inner.moves_seen {
+                inner.moves_seen = moves;
+                shard.sketch.age();
+            }
+            let fraction = self.hot_target.fraction();
             if fraction != inner.hot_fraction || inner.hot.len() > inner.hot_cap {
                 inner.hot_fraction = fraction;
                 inner.retarget(fraction, &shard.sketch, &shard.counters.0, self.obs.is_some());
@@ -465,7 +474,7 @@ where
         self.obs
             .as_deref()
             .map_or_else(Patterns::default, |obs| {
-                obs.patterns.snapshot(self.hot_target.get())
+                obs.patterns.snapshot(self.hot_target.fraction())
             })
     }
 

@@ -91,6 +91,8 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) hot_cap: usize,
     /// The hot fraction `hot_cap` was computed from.
     pub(crate) hot_fraction: f64,
+    /// Workload moves this shard has aged its sketch for.
+    pub(crate) moves_seen: u64,
     pub(crate) capacity: usize,
     next_stamp: u32,
 }
@@ -135,6 +137,7 @@ impl<K, V> ShardInner<K, V> {
             warm: ClockQueue::default(),
             hot_cap,
             hot_fraction,
+            moves_seen: 0,
             capacity,
             next_stamp: 0,
         }

@@ -149,6 +149,12 @@ impl Sketch {
         }
     }
 
+    /// Halves every counter now (a workload move), restarting the period.
+    pub(crate) fn age(&self) {
+        self.additions.0.store(0, Relaxed);
+        self.halve();
+    }
+
     /// Zeroes every counter.
     pub(crate) fn clear(&self) {
         for block in self.blocks.iter() {
