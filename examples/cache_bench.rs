@@ -162,9 +162,7 @@ fn main() {
         .map(|t| t.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
     // `--repeat N`: rounds per cell, keeping the fastest (default 1).
-    let repeat: usize = value("--repeat")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let repeat: usize = value("--repeat").and_then(|n| n.parse().ok()).unwrap_or(1);
     let started = Instant::now();
     eprintln!("generating streams of {len} keys ...");
     // `--stream NAME`: just that stream.

@@ -1,8 +1,8 @@
 //! [`TwoTierCacheBuilder`] and [`BuildError`].
 
+use super::{RandomState, TwoTierCache};
 use core::fmt;
 use core::marker::PhantomData;
-use super::{RandomState, TwoTierCache};
 
 /// Why [`TwoTierCacheBuilder::build`] refused a configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -59,9 +59,7 @@ pub(crate) struct Climber {
 impl Climber {
     pub(crate) fn new(capacity: usize, fraction: f64) -> Self {
         Climber {
-            period: (capacity as u64)
-                .saturating_mul(PERIOD_PER_ENTRY)
-                .max(1024),
+            period: (capacity as u64).saturating_mul(PERIOD_PER_ENTRY).max(1024),
             hits: 0,
             misses: 0,
             previous: None,
@@ -193,7 +191,10 @@ mod tests {
         let before = f;
         // The hit ratio falls by 20 points for one period.
         run(&mut c, &mut f, 1, |_| 0.4);
-        assert!((f - (before / 2.0).max(MIN)).abs() < 1e-12, "{before} -> {f}");
+        assert!(
+            (f - (before / 2.0).max(MIN)).abs() < 1e-12,
+            "{before} -> {f}"
+        );
         assert_eq!(c.step, -FIRST_STEP);
     }
 

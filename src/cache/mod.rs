@@ -172,17 +172,20 @@ struct Lead<'a, K, V> {
 
 impl<K, V> Lead<'_, K, V> {
     fn finish(self, v: V) {
+        // single flight, off the get path: a miss that loads takes it.
         *self.flight.state.lock() = FlightState::Done(v);
     }
 }
 
 impl<K, V> Drop for Lead<'_, K, V> {
     fn drop(&mut self) {
-        self.shard
-            .flights
-            .lock()
-            .retain(|(_, _, f)| !Arc::ptr_eq(f, self.flight));
+        // single flight, off the get path: held to edit the short list.
+        let mut flights = self.shard.flights.lock();
+        flights.retain(|(_, _, f)| !Arc::ptr_eq(f, self.flight));
+        drop(flights);
         {
+            // single flight, off the get path: only a loader's leader and
+            // waiters take a flight's state lock.
             let mut st = self.flight.state.lock();
             if matches!(*st, FlightState::Running) {
                 *st = FlightState::Abandoned;
@@ -280,9 +283,10 @@ where
     /// frequent than the entry it would evict; otherwise it is dropped (see
     /// [`CacheStats::rejections`]).
     pub fn insert(&self, key: K, value: V) {
-        let start = self.obs.as_deref().and_then(|obs| {
-            stats::sample(obs.interval).then(Instant::now)
-        });
+        let start = self
+            .obs
+            .as_deref()
+            .and_then(|obs| stats::sample(obs.interval).then(Instant::now));
         let hash = self.hash(&key);
         let shard = self.shard(hash);
         {
@@ -298,7 +302,12 @@ where
             let fraction = self.hot_target.fraction();
             if fraction != inner.hot_fraction || inner.hot.len() > inner.hot_cap {
                 inner.hot_fraction = fraction;
-                inner.retarget(fraction, &shard.sketch, &shard.counters.0, self.obs.is_some());
+                inner.retarget(
+                    fraction,
+                    &shard.sketch,
+                    &shard.counters.0,
+                    self.obs.is_some(),
+                );
             }
             inner.insert(
                 hash,
@@ -325,6 +334,7 @@ where
     {
         let hash = self.hash(key);
         let shard = self.shard(hash);
+        // shard lock: a removal takes it exclusively, off the get path.
         let mut inner = shard.inner.write();
         let v = inner.remove(hash, key, &shard.sketch);
         shard
@@ -341,6 +351,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        // shard lock: the read lock, as a get takes it.
         self.shard(hash).inner.read().find(hash, key).is_some()
     }
 
@@ -360,6 +371,7 @@ where
         let mut load = Some(load);
         loop {
             let (flight, leader) = {
+                // single flight, after a miss: never taken by a hit.
                 let mut flights = shard.flights.lock();
                 match flights.iter().find(|(h, k, _)| *h == hash && *k == key) {
                     Some((_, _, f)) => (Arc::clone(f), false),
@@ -392,6 +404,7 @@ where
                 lead.finish(v.clone());
                 return v;
             }
+            // single flight: a waiter sleeps here until the loader is done.
             let mut st = flight.state.lock();
             loop {
                 match &*st {
@@ -422,6 +435,7 @@ where
     /// histograms and the pattern detector keep their history.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
+            // shard lock: `clear` takes each exclusively, off the get path.
             let mut inner = shard.inner.write();
             inner.clear();
             shard.sketch.clear();
@@ -471,11 +485,9 @@ where
 
     /// The pattern detector's view; empty when observability is off.
     pub fn patterns(&self) -> Patterns<K> {
-        self.obs
-            .as_deref()
-            .map_or_else(Patterns::default, |obs| {
-                obs.patterns.snapshot(self.hot_target.fraction())
-            })
+        self.obs.as_deref().map_or_else(Patterns::default, |obs| {
+            obs.patterns.snapshot(self.hot_target.fraction())
+        })
     }
 
     /// The number of shards.

@@ -146,7 +146,13 @@ impl<K: Eq, V> ShardInner<K, V> {
     /// Follows a new hot fraction: sets the hot tier's cap and, if the tier
     /// is over it, demotes up to two of its CLOCK victims (a shrink is
     /// spread over the inserts that follow).
-    pub(crate) fn retarget(&mut self, fraction: f64, sketch: &Sketch, counters: &ShardCounters, count: bool) {
+    pub(crate) fn retarget(
+        &mut self,
+        fraction: f64,
+        sketch: &Sketch,
+        counters: &ShardCounters,
+        count: bool,
+    ) {
         let cap = ((self.capacity as f64 * fraction) as usize).min(self.capacity - 1);
         self.hot_cap = cap;
         let c = Count {
