@@ -1,5 +1,5 @@
 //! Single-threaded hit ratios of `TwoTierCache` (for a few hot fractions,
-//! and with hill climbing on from the default 0.7) and its peers on the
+//! and with hill climbing on, from the default 0.7) and its peers on the
 //! benchmark streams; the measurements behind the choice of eviction policy.
 //!
 //! ```text
