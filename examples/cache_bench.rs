@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use lockscope::cache::TwoTierCache;
-use streams::{CAPACITY, FastHash, Stream};
+use streams::{CAPACITY, Stream};
 
 trait Engine: Sync {
     fn get(&self, k: u64) -> Option<u64>;
@@ -101,7 +101,7 @@ fn run<E: Engine>(cache: E, keys: &[u64], threads: usize) -> (f64, f64) {
 const CACHES: [&str; 5] = [
     "lockscope",
     "lockscope obs-off",
-    "lockscope fast-hash",
+    "lockscope SipHash",
     "quick_cache",
     "moka",
 ];
@@ -120,7 +120,7 @@ fn measure(cache: usize, keys: &[u64], threads: usize) -> (f64, f64) {
         2 => run(
             TwoTierCache::<u64, u64>::builder()
                 .capacity(CAPACITY)
-                .hasher(FastHash)
+                .hasher(std::hash::RandomState::new())
                 .build()
                 .expect("valid configuration"),
             keys,
@@ -219,7 +219,7 @@ fn main() {
         "Ratios: median over thread counts (min in brackets); single runs on a busy machine are noisy.\n"
     );
     println!(
-        "| stream | hit: lockscope - best peer (fewest threads) | obs-on / obs-off (all threads) | lockscope / quick_cache (threads >= 2) | lockscope fast-hash / quick_cache (threads >= 2) | lockscope / moka (threads >= 2) |"
+        "| stream | hit: lockscope - best peer (fewest threads) | obs-on / obs-off (all threads) | lockscope / quick_cache (threads >= 2) | lockscope SipHash / quick_cache (threads >= 2) | lockscope / moka (threads >= 2) |"
     );
     println!("|---|---|---|---|---|---|");
     for (s, stream) in streams.iter().enumerate() {
