@@ -81,9 +81,8 @@ pub struct CacheMetrics {
 
 /// Everything observability adds; absent when it is off.
 struct Observer<K> {
+    /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
-    get_latency: Histogram,
-    insert_latency: Histogram,
     patterns: PatternDetector<K>,
     /// One operation in `interval` is timed, and a sampled get is also
     /// offered to the pattern detector.
@@ -131,8 +130,6 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(Observer {
                 stripes: Stripes::new((cpus * 4).max(16)),
-                get_latency: Histogram::new(),
-                insert_latency: Histogram::new(),
                 patterns: PatternDetector::new(),
                 interval,
                 climber: b
@@ -238,7 +235,7 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let v = shard::lookup(shard, hash, key, false).map(|(v, _)| v);
-        Stripes::count(&obs.stripes, v.is_some());
+        Stripes::local(&obs.stripes).count(v.is_some());
         v
     }
 
@@ -259,9 +256,13 @@ where
             Some((v, k)) => (Some(v), k, 1),
             None => (None, None, shard.sketch.frequency(hash)),
         };
-        Stripes::count(&obs.stripes, v.is_some());
+        let local = Stripes::local(&obs.stripes);
+        local.count(v.is_some());
         // Timed before the detector's work, which is not the get's.
-        obs.get_latency.record(start.elapsed());
+        local
+            .stripe
+            .get_latency
+            .record(start.elapsed(), local.owned);
         let epoch_done = obs.patterns.record(hash, k, v.is_some(), prior);
         if epoch_done && let Some(climber) = &obs.climber {
             // try-lock-or-skip: the next epoch will try again.
@@ -322,7 +323,8 @@ where
                 .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
         }
         if let (Some(t), Some(obs)) = (start, self.obs.as_deref()) {
-            obs.insert_latency.record(t.elapsed());
+            let local = Stripes::local(&obs.stripes);
+            local.stripe.insert_latency.record(t.elapsed(), local.owned);
         }
     }
 
@@ -468,19 +470,11 @@ where
     /// The sampled get and insert latency histograms; empty when
     /// observability is off.
     pub fn metrics(&self) -> CacheMetrics {
-        match self.obs.as_deref() {
-            Some(obs) => CacheMetrics {
-                get: obs.get_latency.snapshot(),
-                insert: obs.insert_latency.snapshot(),
-            },
-            None => {
-                let empty = Histogram::new().snapshot();
-                CacheMetrics {
-                    get: empty.clone(),
-                    insert: empty,
-                }
-            }
-        }
+        let (get, insert) = match self.obs.as_deref() {
+            Some(obs) => obs.stripes.latencies(),
+            None => (Histogram::new().snapshot(), Histogram::new().snapshot()),
+        };
+        CacheMetrics { get, insert }
     }
 
     /// The pattern detector's view; empty when observability is off.

@@ -19,6 +19,8 @@ use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use super::histogram::{Histogram, HistogramSnapshot};
+
 /// A snapshot of a cache's counters. All zero when observability is off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -59,13 +61,53 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
-/// One thread's counters for the get path, on a line of its own.
+/// One thread's counters for the get path, on a line of its own, and its
+/// latency histograms (their buckets on lines of their own).
 #[repr(align(128))]
-#[derive(Default)]
 pub(crate) struct Stripe {
     owned: AtomicBool,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
+    pub(crate) get_latency: Histogram,
+    pub(crate) insert_latency: Histogram,
+}
+
+impl Default for Stripe {
+    fn default() -> Self {
+        Stripe {
+            owned: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            get_latency: Histogram::new(),
+            insert_latency: Histogram::new(),
+        }
+    }
+}
+
+/// The calling thread's stripe, as it may use it.
+pub(crate) struct Local<'a> {
+    pub(crate) stripe: &'a Stripe,
+    /// Whether this thread is the stripe's only writer (else it shares the
+    /// overflow stripe and must use read-modify-writes).
+    pub(crate) owned: bool,
+}
+
+impl Local<'_> {
+    /// Counts a get: a relaxed load and store on a line only this thread
+    /// writes (a `fetch_add` on the shared overflow stripe).
+    #[inline]
+    pub(crate) fn count(&self, hit: bool) {
+        let c = if hit {
+            &self.stripe.hits
+        } else {
+            &self.stripe.misses
+        };
+        if self.owned {
+            bump_owned(c);
+        } else {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The per-thread stripes of one cache.
@@ -135,24 +177,24 @@ impl Stripes {
         })
     }
 
-    /// Counts a get on the calling thread's stripe of `this` (claimed on
-    /// first use): a relaxed load and store on a line only this thread
-    /// writes. The thread-local borrow ends before this returns, so user
-    /// code run later may use the cache again.
+    /// The calling thread's stripe of `this`, claimed on first use. The
+    /// thread-local borrow ends before this returns, so user code run later
+    /// may use the cache again.
     #[inline]
-    pub(crate) fn count(this: &Arc<Self>, hit: bool) {
+    pub(crate) fn local(this: &Arc<Self>) -> Local<'_> {
         if let Ok((id, index)) = LAST.try_with(Cell::get)
             && id == this.id
         {
-            let s = &this.slots[index];
-            bump_owned(if hit { &s.hits } else { &s.misses });
-            return;
+            return Local {
+                stripe: &this.slots[index],
+                owned: true,
+            };
         }
-        Self::count_slow(this, hit);
+        Self::local_slow(this)
     }
 
     #[cold]
-    fn count_slow(this: &Arc<Self>, hit: bool) {
+    fn local_slow(this: &Arc<Self>) -> Local<'_> {
         let me = Arc::as_ptr(this);
         let index = CLAIMS
             .try_with(|claims| {
@@ -167,18 +209,16 @@ impl Stripes {
         match index {
             Some(i) => {
                 let _ = LAST.try_with(|last| last.set((this.id, i)));
-                let s = &this.slots[i];
-                bump_owned(if hit { &s.hits } else { &s.misses });
+                Local {
+                    stripe: &this.slots[i],
+                    owned: true,
+                }
             }
-            None => {
-                // Shared by every thread without a stripe.
-                let c = if hit {
-                    &this.overflow.hits
-                } else {
-                    &this.overflow.misses
-                };
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+            // Shared by every thread without a stripe.
+            None => Local {
+                stripe: &this.overflow,
+                owned: false,
+            },
         }
     }
 
@@ -196,6 +236,21 @@ impl Stripes {
             index,
         });
         Some(index)
+    }
+
+    /// Every stripe, the overflow one included.
+    fn all(&self) -> impl Iterator<Item = &Stripe> {
+        self.slots.iter().chain(core::iter::once(&self.overflow))
+    }
+
+    /// The get and insert latency histograms summed over all stripes.
+    pub(crate) fn latencies(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        let (mut get, mut insert) = (Histogram::new().snapshot(), Histogram::new().snapshot());
+        for s in self.all() {
+            s.get_latency.add_to(&mut get);
+            s.insert_latency.add_to(&mut insert);
+        }
+        (get, insert)
     }
 
     /// Hits and misses summed over all stripes.
