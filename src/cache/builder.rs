@@ -105,8 +105,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     }
 
     /// Sample one operation in `n` for the latency histograms (sampled gets
-    /// also feed the pattern detector). Default 64. The countdown that picks
-    /// them is per thread and shared by the caches a thread uses.
+    /// also feed the pattern detector). Default 64. For gets `n` is rounded
+    /// up to a power of two and counted per thread; inserts are picked by a
+    /// per-thread countdown shared by the caches a thread uses.
     pub fn sample_interval(mut self, n: u32) -> Self {
         self.sample_interval = n;
         self

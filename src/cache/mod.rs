@@ -33,9 +33,9 @@
 //! between tiers.
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
-//! costs an unsampled get a thread-local countdown and one uncontended
-//! counter update: hits and misses go to a stripe owned by the calling
-//! thread. One get in 64 reads the clock for the latency histogram and is
+//! costs an unsampled hit one uncontended counter update (a miss two): gets
+//! and misses are counted in a stripe owned by the calling thread, and the
+//! get count also picks the sampled gets. One get in 64 reads the clock for the latency histogram and is
 //! then offered to the pattern detector, which skips it if its window is
 //! busy.
 
@@ -64,7 +64,7 @@ use climb::{Climber, Target};
 use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::Shard;
-use stats::Stripes;
+use stats::{Local, Stripes};
 
 #[allow(unused_imports)]
 use crate::RwLock;
@@ -84,8 +84,10 @@ struct Observer<K> {
     /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
     patterns: PatternDetector<K>,
-    /// One operation in `interval` is timed, and a sampled get is also
-    /// offered to the pattern detector.
+    /// One get in `mask + 1` (a power of two) is timed and offered to the
+    /// pattern detector.
+    mask: u64,
+    /// One insert in `interval` is timed.
     interval: u32,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
@@ -131,6 +133,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             Box::new(Observer {
                 stripes: Stripes::new((cpus * 4).max(16)),
                 patterns: PatternDetector::new(),
+                mask: u64::from(interval.next_power_of_two()) - 1,
                 interval,
                 climber: b
                     .hill_climbing
@@ -229,13 +232,16 @@ where
             let shard = self.shard(hash);
             return shard::lookup(shard, hash, key, false).map(|(v, _)| v);
         };
-        if stats::sample(obs.interval) {
-            return self.get_sampled(obs, key);
+        let local = Stripes::local(&obs.stripes);
+        if local.tick() & obs.mask == 0 {
+            return self.get_sampled(obs, key, local);
         }
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let v = shard::lookup(shard, hash, key, false).map(|(v, _)| v);
-        Stripes::local(&obs.stripes).count(v.is_some());
+        if v.is_none() {
+            local.miss();
+        }
         v
     }
 
@@ -243,7 +249,7 @@ where
     /// the pattern detector.
     #[cold]
     #[inline(never)]
-    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q) -> Option<V>
+    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q, local: Local<'_>) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -256,8 +262,9 @@ where
             Some((v, k)) => (Some(v), k, 1),
             None => (None, None, shard.sketch.frequency(hash)),
         };
-        let local = Stripes::local(&obs.stripes);
-        local.count(v.is_some());
+        if v.is_none() {
+            local.miss();
+        }
         // Timed before the detector's work, which is not the get's.
         local
             .stripe

@@ -9,8 +9,10 @@
 //! stay, and the next owner continues them. If every stripe is taken, the
 //! thread shares an overflow stripe updated with `fetch_add`.
 //!
-//! Sampling (which operations read the clock or feed the pattern detector)
-//! is a per-thread countdown, see [`sample`].
+//! A hit costs one count: a stripe counts gets and misses (hits are the
+//! difference), and the get count also picks the sampled gets (one in
+//! `interval`, a power of two). Inserts are sampled by a per-thread
+//! countdown, see [`sample`].
 //!
 //! Write-path counters (inserts, admissions, ...) change under the shard's
 //! write lock, so they too are a load and a store.
@@ -66,8 +68,10 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
 #[repr(align(128))]
 pub(crate) struct Stripe {
     owned: AtomicBool,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
+    /// Gets, hits and misses alike: a hit costs this one count, which
+    /// also paces sampling (hits = gets - misses).
+    gets: AtomicU64,
+    misses: AtomicU64,
     pub(crate) get_latency: Histogram,
     pub(crate) insert_latency: Histogram,
 }
@@ -76,7 +80,7 @@ impl Default for Stripe {
     fn default() -> Self {
         Stripe {
             owned: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             get_latency: Histogram::new(),
             insert_latency: Histogram::new(),
@@ -93,20 +97,29 @@ pub(crate) struct Local<'a> {
 }
 
 impl Local<'_> {
-    /// Counts a get: a relaxed load and store on a line only this thread
+    #[inline]
+    fn add(&self, c: &AtomicU64) -> u64 {
+        if self.owned {
+            let n = c.load(Ordering::Relaxed).wrapping_add(1);
+            c.store(n, Ordering::Relaxed);
+            n
+        } else {
+            c.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+        }
+    }
+
+    /// Counts a get and returns its ordinal on this stripe (for 1-in-N
+    /// sampling): a relaxed load and store on a line only this thread
     /// writes (a `fetch_add` on the shared overflow stripe).
     #[inline]
-    pub(crate) fn count(&self, hit: bool) {
-        let c = if hit {
-            &self.stripe.hits
-        } else {
-            &self.stripe.misses
-        };
-        if self.owned {
-            bump_owned(c);
-        } else {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    pub(crate) fn tick(&self) -> u64 {
+        self.add(&self.stripe.gets)
+    }
+
+    /// Counts a get that missed (after its [`Self::tick`]).
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.add(&self.stripe.misses);
     }
 }
 
@@ -255,13 +268,14 @@ impl Stripes {
 
     /// Hits and misses summed over all stripes.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        let mut hits = self.overflow.hits.load(Ordering::Relaxed);
-        let mut misses = self.overflow.misses.load(Ordering::Relaxed);
-        for s in self.slots.iter() {
-            hits += s.hits.load(Ordering::Relaxed);
-            misses += s.misses.load(Ordering::Relaxed);
+        let (mut gets, mut misses) = (0u64, 0u64);
+        for s in self.all() {
+            // A miss is counted after its get: reading misses first keeps
+            // hits = gets - misses from going below zero.
+            misses += s.misses.load(Ordering::Acquire);
+            gets += s.gets.load(Ordering::Acquire);
         }
-        (hits, misses)
+        (gets.saturating_sub(misses), misses)
     }
 }
 
