@@ -123,8 +123,8 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     /// [`Self::hot_fraction`]; stays within 0.05..=0.95.
     ///
     /// Default **off**. On the benchmark streams it gained 0.25-0.75 points
-    /// of hit ratio on stationary Zipf and 0.3-0.5 on the phase-change
-    /// stream, and lost 0.1 on Zipf with scans; but a long scan looks like a
+    /// of hit ratio on stationary Zipf and about 0.45 on the phase-change
+    /// stream, and was level (within 0.1) on Zipf with scans; but a long scan looks like a
     /// workload move, halves the hot tier and takes the protection of the
     /// frequent keys away, so scan resistance is weaker with it on (see
     /// `docs/cache.md`). Turn it on for workloads whose hot set moves.
