@@ -391,3 +391,27 @@ fn slow_holds_and_timeouts_emit_tracing_events() {
         gave_up[0]
     );
 }
+
+#[test]
+fn cache_shard_locks_are_labelled_in_the_registry() {
+    let cache: lockscope::cache::TwoTierCache<u64, u64> = lockscope::cache::TwoTierCache::builder()
+        .capacity(1024)
+        .shards(4)
+        .build()
+        .unwrap();
+    for k in 0..100 {
+        cache.insert(k, k);
+        let _ = cache.get(&k);
+    }
+    let shards: Vec<_> = diag::locks()
+        .into_iter()
+        .filter(|l| l.name.starts_with("lockscope::cache shard ") && l.name.ends_with("/4"))
+        .collect();
+    assert!(
+        shards.len() >= 4,
+        "{:?}",
+        shards.iter().map(|l| &l.name).collect::<Vec<_>>()
+    );
+    assert!(shards.iter().any(|l| l.stats.exclusive_acquisitions > 0));
+    drop(cache);
+}

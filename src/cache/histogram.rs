@@ -4,7 +4,9 @@
 //! each power of two is split into four buckets, so a bucket's width is at
 //! most a quarter of its lower bound (quantiles are good to about 25%).
 //! Recording is one relaxed `fetch_add` on a bucket and two on the totals,
-//! through `&self`; the cache records only sampled operations.
+//! through `&self`, or plain loads and stores for a histogram that only one
+//! thread records into (the cache keeps one per thread stripe and adds them
+//! up for a snapshot); the cache records only sampled operations.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
@@ -52,13 +54,22 @@ impl Histogram {
         }
     }
 
-    /// Records one duration.
+    /// Records one duration. `owned`: the caller is the only thread that
+    /// records here (a per-thread stripe's histogram), so each count is a
+    /// relaxed load and store; otherwise a `fetch_add`.
     #[inline]
-    pub(crate) fn record(&self, d: Duration) {
+    pub(crate) fn record(&self, d: Duration, owned: bool) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.buckets[bucket(ns)].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.sum.fetch_add(ns, Relaxed);
+        let add = |c: &AtomicU64, n: u64| {
+            if owned {
+                c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+            } else {
+                c.fetch_add(n, Relaxed);
+            }
+        };
+        add(&self.buckets[bucket(ns)], 1);
+        add(&self.count, 1);
+        add(&self.sum, ns);
     }
 
     /// A copy of the current counts.
@@ -68,6 +79,15 @@ impl Histogram {
             count: self.count.load(Relaxed),
             sum_ns: self.sum.load(Relaxed),
         }
+    }
+
+    /// Adds the current counts into `out` (a snapshot of this shape).
+    pub(crate) fn add_to(&self, out: &mut HistogramSnapshot) {
+        for (o, b) in out.buckets.iter_mut().zip(self.buckets.iter()) {
+            *o += b.load(Relaxed);
+        }
+        out.count += self.count.load(Relaxed);
+        out.sum_ns += self.sum.load(Relaxed);
     }
 }
 
@@ -142,7 +162,7 @@ mod tests {
     fn quantiles() {
         let h = Histogram::new();
         for ns in 1..=100u64 {
-            h.record(Duration::from_nanos(ns * 10));
+            h.record(Duration::from_nanos(ns * 10), ns % 2 == 0);
         }
         let s = h.snapshot();
         assert_eq!(s.count(), 100);

@@ -33,12 +33,15 @@
 //! between tiers.
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
-//! costs a get a thread-local lookup and two uncontended counter updates:
-//! hits and misses go to a stripe owned by the calling thread. One get in 64
-//! reads the clock for the latency histogram, and one in 64 is offered to
-//! the pattern detector, which skips it if its window is busy.
+//! costs an unsampled hit one uncontended counter update (a miss two): gets
+//! and misses are counted in a stripe owned by the calling thread, and the
+//! get count also picks the sampled gets. One get in 64 reads the clock for the latency histogram and is
+//! then offered to the pattern detector, which skips it if its window is
+//! busy.
 
 mod builder;
+mod climb;
+mod hasher;
 mod histogram;
 mod pattern;
 mod shard;
@@ -48,19 +51,20 @@ mod tiers;
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
-use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use builder::{BuildError, TwoTierCacheBuilder};
+pub use hasher::RandomState;
 pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
 
+use climb::{Climber, Target};
 use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::Shard;
-use stats::Stripes;
+use stats::{Local, Stripes};
 
 #[allow(unused_imports)]
 use crate::RwLock;
@@ -77,14 +81,16 @@ pub struct CacheMetrics {
 
 /// Everything observability adds; absent when it is off.
 struct Observer<K> {
+    /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
-    get_latency: Histogram,
-    insert_latency: Histogram,
     patterns: PatternDetector<K>,
-    /// `interval - 1`, the interval a power of two.
+    /// One get in `mask + 1` (a power of two) is timed and offered to the
+    /// pattern detector.
     mask: u64,
-    /// Offsets the detector's samples from the histogram's.
-    pattern_offset: u64,
+    /// One insert in `interval` is timed.
+    interval: u32,
+    /// The hill climber, if turned on.
+    climber: Option<Mutex<Climber>>,
 }
 
 /// A concurrent, sharded, two-tier cache with TinyLFU admission.
@@ -97,12 +103,14 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     hasher: S,
     capacity: usize,
     obs: Option<Box<Observer<K>>>,
+    /// The hot fraction the shards follow (moved by the hill climber).
+    hot_target: Target,
 }
 
 impl<K, V> TwoTierCache<K, V, RandomState> {
     /// A builder with the defaults: no capacity (it must be set), hot
     /// fraction 0.7, automatic shard count, observability on, 1-in-64
-    /// sampling, [`RandomState`] hashing.
+    /// sampling, [`RandomState`] hashing (foldhash, randomly seeded).
     pub fn builder() -> TwoTierCacheBuilder<K, V, RandomState> {
         TwoTierCacheBuilder::default()
     }
@@ -116,19 +124,20 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             .map(|i| {
                 let cap = base + usize::from(i < extra);
                 let hot = ((cap as f64) * b.hot_fraction) as usize;
-                Shard::new(cap, hot.min(cap - 1))
+                Shard::new(cap, hot.min(cap - 1), b.hot_fraction, i, nshards)
             })
             .collect();
-        let interval = u64::from(b.sample_interval.next_power_of_two());
+        let interval = b.sample_interval;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(Observer {
                 stripes: Stripes::new((cpus * 4).max(16)),
-                get_latency: Histogram::new(),
-                insert_latency: Histogram::new(),
                 patterns: PatternDetector::new(),
-                mask: interval - 1,
-                pattern_offset: interval / 2,
+                mask: u64::from(interval.next_power_of_two()) - 1,
+                interval,
+                climber: b
+                    .hill_climbing
+                    .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
             })
         });
         TwoTierCache {
@@ -136,6 +145,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             hasher: b.hasher,
             capacity: b.capacity,
             obs,
+            hot_target: Target::new(b.hot_fraction),
         }
     }
 }
@@ -162,17 +172,20 @@ struct Lead<'a, K, V> {
 
 impl<K, V> Lead<'_, K, V> {
     fn finish(self, v: V) {
+        // single flight, off the get path: a miss that loads takes it.
         *self.flight.state.lock() = FlightState::Done(v);
     }
 }
 
 impl<K, V> Drop for Lead<'_, K, V> {
     fn drop(&mut self) {
-        self.shard
-            .flights
-            .lock()
-            .retain(|(_, _, f)| !Arc::ptr_eq(f, self.flight));
+        // single flight, off the get path: held to edit the short list.
+        let mut flights = self.shard.flights.lock();
+        flights.retain(|(_, _, f)| !Arc::ptr_eq(f, self.flight));
+        drop(flights);
         {
+            // single flight, off the get path: only a loader's leader and
+            // waiters take a flight's state lock.
             let mut st = self.flight.state.lock();
             if matches!(*st, FlightState::Running) {
                 *st = FlightState::Abandoned;
@@ -204,7 +217,10 @@ where
     }
 
     /// A copy of the value for `key`, if cached. Marks the entry as
-    /// recently used and counts the access in the frequency sketch.
+    /// recently used (counted in the frequency sketch later, under the
+    /// shard's write lock). A miss writes nothing shared: the frequency
+    /// sketch counts it when the key is then inserted, as cache-aside code
+    /// and [`Self::get_or_insert_with`] do.
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
@@ -214,36 +230,58 @@ where
         let Some(obs) = self.obs.as_deref() else {
             let hash = self.hash(key);
             let shard = self.shard(hash);
-            let found = shard::lookup(shard, hash, key, false);
-            if found.count {
-                shard.sketch.increment(hash);
-            }
-            return found.value;
+            return shard::lookup(shard, hash, key, false).map(|(v, _)| v);
         };
-        let stripe = Stripes::local(&obs.stripes);
-        let n = stripe.tick();
-        let start = (n & obs.mask == 0).then(Instant::now);
-        let sample = n.wrapping_add(obs.pattern_offset) & obs.mask == 0;
+        let local = Stripes::local(&obs.stripes);
+        if local.tick() & obs.mask == 0 {
+            return self.get_sampled(obs, key, local);
+        }
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let found = shard::lookup(shard, hash, key, sample);
-        let (v, k) = (found.value, found.key);
-        let prior = if found.count {
-            shard.sketch.increment(hash)
-        } else {
-            // Not counted: report it as known (it is cached and hot).
-            1
+        let v = shard::lookup(shard, hash, key, false).map(|(v, _)| v);
+        if v.is_none() {
+            local.miss();
+        }
+        v
+    }
+
+    /// A get that the sampling countdown picked: timed, then recorded by
+    /// the pattern detector.
+    #[cold]
+    #[inline(never)]
+    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q, local: Local<'_>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let start = Instant::now();
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let (v, k, prior) = match shard::lookup(shard, hash, key, true) {
+            // A hit is known to the sketch (it is cached).
+            Some((v, k)) => (Some(v), k, 1),
+            None => (None, None, shard.sketch.frequency(hash)),
         };
-        if v.is_some() {
-            stripe.hit();
-        } else {
-            stripe.miss();
+        if v.is_none() {
+            local.miss();
         }
-        if let Some(t) = start {
-            obs.get_latency.record(t.elapsed());
-        }
-        if sample {
-            obs.patterns.record(hash, k, v.is_some(), prior);
+        // Timed before the detector's work, which is not the get's.
+        local
+            .stripe
+            .get_latency
+            .record(start.elapsed(), local.owned);
+        let epoch_done = obs.patterns.record(hash, k, v.is_some(), prior);
+        if epoch_done && let Some(climber) = &obs.climber {
+            // try-lock-or-skip: the next epoch will try again.
+            if let Some(mut c) = climber.try_lock() {
+                let (hits, misses) = obs.stripes.totals();
+                if let Some(f) = c.observe(hits, misses) {
+                    self.hot_target.set_fraction(f);
+                }
+                if core::mem::take(&mut c.moved) {
+                    self.hot_target.add_move();
+                }
+            }
         }
         v
     }
@@ -253,19 +291,32 @@ where
     /// frequent than the entry it would evict; otherwise it is dropped (see
     /// [`CacheStats::rejections`]).
     pub fn insert(&self, key: K, value: V) {
-        let start = self.obs.as_deref().and_then(|obs| {
-            let n = Stripes::local(&obs.stripes).tick();
-            (n & obs.mask == 0).then(Instant::now)
-        });
+        let start = self
+            .obs
+            .as_deref()
+            .and_then(|obs| stats::sample(obs.interval).then(Instant::now));
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        // A write is an access too: without this, a cache filled only by
-        // inserts would see every candidate at frequency zero.
-        if shard.sketch.frequency(hash) == 0 {
-            shard.sketch.increment(hash);
-        }
         {
+            // shard lock: writes take it exclusively, off the get path.
             let mut inner = shard.inner.write();
+            // Follow the hill climber: age the sketch once per workload
+            // move, and resize the hot tier (a shrink is spread over inserts).
+            let moves = self.hot_target.moves();
+            if moves != inner.moves_seen {
+                inner.moves_seen = moves;
+                shard.sketch.age();
+            }
+            let fraction = self.hot_target.fraction();
+            if fraction != inner.hot_fraction || inner.hot.len() > inner.hot_cap {
+                inner.hot_fraction = fraction;
+                inner.retarget(
+                    fraction,
+                    &shard.sketch,
+                    &shard.counters.0,
+                    self.obs.is_some(),
+                );
+            }
             inner.insert(
                 hash,
                 key,
@@ -279,7 +330,8 @@ where
                 .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
         }
         if let (Some(t), Some(obs)) = (start, self.obs.as_deref()) {
-            obs.insert_latency.record(t.elapsed());
+            let local = Stripes::local(&obs.stripes);
+            local.stripe.insert_latency.record(t.elapsed(), local.owned);
         }
     }
 
@@ -291,8 +343,9 @@ where
     {
         let hash = self.hash(key);
         let shard = self.shard(hash);
+        // shard lock: a removal takes it exclusively, off the get path.
         let mut inner = shard.inner.write();
-        let v = inner.remove(hash, key);
+        let v = inner.remove(hash, key, &shard.sketch);
         shard
             .len
             .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
@@ -307,6 +360,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        // shard lock: the read lock, as a get takes it.
         self.shard(hash).inner.read().find(hash, key).is_some()
     }
 
@@ -326,6 +380,7 @@ where
         let mut load = Some(load);
         loop {
             let (flight, leader) = {
+                // single flight, after a miss: never taken by a hit.
                 let mut flights = shard.flights.lock();
                 match flights.iter().find(|(h, k, _)| *h == hash && *k == key) {
                     Some((_, _, f)) => (Arc::clone(f), false),
@@ -346,8 +401,8 @@ where
                 };
                 // A flight may have completed between our miss and our
                 // registration: look again before loading.
-                let v = match shard::lookup(shard, hash, &key, false).value {
-                    Some(v) => v,
+                let v = match shard::lookup(shard, hash, &key, false) {
+                    Some((v, _)) => v,
                     None => {
                         let load = load.take().expect("a caller leads at most once");
                         let v = load();
@@ -358,6 +413,7 @@ where
                 lead.finish(v.clone());
                 return v;
             }
+            // single flight: a waiter sleeps here until the loader is done.
             let mut st = flight.state.lock();
             loop {
                 match &*st {
@@ -388,6 +444,7 @@ where
     /// histograms and the pattern detector keep their history.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
+            // shard lock: `clear` takes each exclusively, off the get path.
             let mut inner = shard.inner.write();
             inner.clear();
             shard.sketch.clear();
@@ -420,26 +477,18 @@ where
     /// The sampled get and insert latency histograms; empty when
     /// observability is off.
     pub fn metrics(&self) -> CacheMetrics {
-        match self.obs.as_deref() {
-            Some(obs) => CacheMetrics {
-                get: obs.get_latency.snapshot(),
-                insert: obs.insert_latency.snapshot(),
-            },
-            None => {
-                let empty = Histogram::new().snapshot();
-                CacheMetrics {
-                    get: empty.clone(),
-                    insert: empty,
-                }
-            }
-        }
+        let (get, insert) = match self.obs.as_deref() {
+            Some(obs) => obs.stripes.latencies(),
+            None => (Histogram::new().snapshot(), Histogram::new().snapshot()),
+        };
+        CacheMetrics { get, insert }
     }
 
     /// The pattern detector's view; empty when observability is off.
     pub fn patterns(&self) -> Patterns<K> {
-        self.obs
-            .as_deref()
-            .map_or_else(Patterns::default, |obs| obs.patterns.snapshot())
+        self.obs.as_deref().map_or_else(Patterns::default, |obs| {
+            obs.patterns.snapshot(self.hot_target.fraction())
+        })
     }
 
     /// The number of shards.

@@ -64,6 +64,11 @@ pub struct Patterns<K> {
     pub samples: u64,
     /// Samples skipped because another thread held the window.
     pub skipped: u64,
+    /// The share of the capacity the hot tier may use now: the configured
+    /// [`hot_fraction`](crate::cache::TwoTierCacheBuilder::hot_fraction),
+    /// or where [hill climbing](crate::cache::TwoTierCacheBuilder::hill_climbing)
+    /// has moved it.
+    pub hot_fraction: f64,
 }
 
 impl<K> Default for Patterns<K> {
@@ -75,6 +80,7 @@ impl<K> Default for Patterns<K> {
             scan_detected: false,
             samples: 0,
             skipped: 0,
+            hot_fraction: 0.0,
         }
     }
 }
@@ -117,12 +123,14 @@ impl<K: Clone> PatternDetector<K> {
 
     /// Records a sampled access, or skips it if the window is busy.
     /// `key` is the stored key on a hit; `prior` is the sketch's count of
-    /// the key before this access.
-    pub(crate) fn record(&self, hash: u64, key: Option<K>, hit: bool, prior: u8) {
+    /// the key before this access. Returns whether this sample completed an
+    /// epoch.
+    pub(crate) fn record(&self, hash: u64, key: Option<K>, hit: bool, prior: u8) -> bool {
+        // try-lock-or-skip: a get never waits for the window.
         let Some(mut w) = self.window.try_lock() else {
             self.skipped
                 .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            return;
+            return false;
         };
         w.samples += 1;
         if w.ring.len() == WINDOW {
@@ -153,11 +161,14 @@ impl<K: Clone> PatternDetector<K> {
             w.epoch_total = 0;
             w.epoch_hits = 0;
             w.epoch_cold = 0;
+            return true;
         }
+        false
     }
 
     /// The current view.
-    pub(crate) fn snapshot(&self) -> Patterns<K> {
+    pub(crate) fn snapshot(&self, hot_fraction: f64) -> Patterns<K> {
+        // Off the get path: a snapshot may wait for a recording thread.
         let w = self.window.lock();
         let total = w.ring.len().max(1) as f64;
         let mut counts: HashMap<u64, (Option<&K>, u32)> = HashMap::new();
@@ -203,6 +214,7 @@ impl<K: Clone> PatternDetector<K> {
             scan_detected: w.scan,
             samples: w.samples,
             skipped: self.skipped.load(core::sync::atomic::Ordering::Relaxed),
+            hot_fraction,
         }
     }
 }

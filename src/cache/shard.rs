@@ -14,20 +14,26 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use super::sketch::{Padded, Sketch};
 use super::stats::ShardCounters;
 use super::tiers::{ClockQueue, Tier};
+use crate::diag::Inspect as _;
 use crate::{Mutex, RwLock};
 
 const EMPTY: u64 = u64::MAX;
 
 /// The most a reference counter records: three sweeps of second chance.
 pub(crate) const MAX_REFS: u8 = 3;
+/// The access byte: bits 0-1 are the CLOCK reference counter, bits 2-3 the
+/// hits not yet counted in the sketch.
+const REFS_MASK: u8 = 0b11;
+const PENDING_ONE: u8 = 0b100;
 
 /// A cached key and value with its policy state.
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
     pub(crate) hash: u64,
-    /// Set on access under the read lock; aged by the CLOCK hands.
-    pub(crate) refs: AtomicU8,
+    /// The access byte (see [`REFS_MASK`]): raised on access under the read
+    /// lock, aged and drained by the CLOCK hands under the write lock.
+    access: AtomicU8,
     /// Which queue currently owns the entry.
     pub(crate) tier: Tier,
     /// Incarnation stamp: a queue item is current only if its stamp matches.
@@ -35,19 +41,43 @@ pub(crate) struct Entry<K, V> {
 }
 
 impl<K, V> Entry<K, V> {
-    /// Records an access: one relaxed load, and a store only if the counter
-    /// is not saturated (a hot entry is not written at all). Racing readers
-    /// may lose an increment; the count is a hint.
-    /// Returns whether the counter was below saturation.
+    /// Records an access: one relaxed load, and a store only if the
+    /// reference counter is not saturated (a hot entry is not written at
+    /// all). A hit that raises the counter is also owed to the sketch; it is
+    /// counted there when a CLOCK hand next passes the entry (see
+    /// [`Self::age`]), so a hit never writes the shared sketch. Racing
+    /// readers may lose an increment; the count is a hint.
     #[inline]
-    pub(crate) fn touch(&self) -> bool {
-        let r = self.refs.load(Relaxed);
-        if r < MAX_REFS {
-            self.refs.store(r + 1, Relaxed);
-            true
-        } else {
-            false
+    pub(crate) fn touch(&self) {
+        let a = self.access.load(Relaxed);
+        if a & REFS_MASK < MAX_REFS {
+            // Pending hits never exceed the raises since the last drain,
+            // at most three, so they cannot carry out of their two bits.
+            self.access.store(a + 1 + PENDING_ONE, Relaxed);
         }
+    }
+
+    /// Counts the pending hits in `sketch` and returns the reference
+    /// counter, lowered by one if it was positive (the hand's second
+    /// chance). Only under the write lock.
+    pub(crate) fn age(&self, sketch: &Sketch) -> u8 {
+        let a = self.drain(sketch);
+        if a > 0 {
+            self.access.store(a - 1, Relaxed);
+        }
+        a
+    }
+
+    /// Counts the pending hits in `sketch`; returns the reference counter.
+    /// Only under the write lock.
+    pub(crate) fn drain(&self, sketch: &Sketch) -> u8 {
+        let a = self.access.load(Relaxed);
+        let pending = a >> 2;
+        if pending > 0 {
+            sketch.add(self.hash, pending);
+            self.access.store(a & REFS_MASK, Relaxed);
+        }
+        a & REFS_MASK
     }
 }
 
@@ -60,6 +90,10 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) hot: ClockQueue,
     pub(crate) warm: ClockQueue,
     pub(crate) hot_cap: usize,
+    /// The hot fraction `hot_cap` was computed from.
+    pub(crate) hot_fraction: f64,
+    /// Workload moves this shard has aged its sketch for.
+    pub(crate) moves_seen: u64,
     pub(crate) capacity: usize,
     next_stamp: u32,
 }
@@ -81,19 +115,34 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(capacity: usize, hot_cap: usize) -> Self {
-        Shard {
-            inner: RwLock::new(ShardInner::new(capacity, hot_cap)),
+    /// Shard `index` of `count`; its locks are labelled with that position,
+    /// so that the lock registry and the contention profile name them.
+    pub(crate) fn new(
+        capacity: usize,
+        hot_cap: usize,
+        hot_fraction: f64,
+        index: usize,
+        count: usize,
+    ) -> Self {
+        let shard = Shard {
+            inner: RwLock::new(ShardInner::new(capacity, hot_cap, hot_fraction)),
             sketch: Sketch::new(capacity),
             counters: Padded::default(),
             len: AtomicUsize::new(0),
             flights: Mutex::new(Vec::new()),
-        }
+        };
+        shard
+            .inner
+            .set_label(&format!("lockscope::cache shard {index}/{count}"));
+        shard
+            .flights
+            .set_label(&format!("lockscope::cache single-flight {index}/{count}"));
+        shard
     }
 }
 
 impl<K, V> ShardInner<K, V> {
-    fn new(capacity: usize, hot_cap: usize) -> Self {
+    fn new(capacity: usize, hot_cap: usize, hot_fraction: f64) -> Self {
         let words = (capacity * 2).max(8).next_power_of_two();
         ShardInner {
             index: vec![EMPTY; words].into_boxed_slice(),
@@ -103,6 +152,8 @@ impl<K, V> ShardInner<K, V> {
             hot: ClockQueue::default(),
             warm: ClockQueue::default(),
             hot_cap,
+            hot_fraction,
+            moves_seen: 0,
             capacity,
             next_stamp: 0,
         }
@@ -172,7 +223,7 @@ impl<K, V> ShardInner<K, V> {
             key,
             value,
             hash,
-            refs: AtomicU8::new(0),
+            access: AtomicU8::new(0),
             tier,
             stamp,
         };
@@ -198,8 +249,10 @@ impl<K, V> ShardInner<K, V> {
 
     /// Takes the entry in `slot` out of the index and the slab. Its queue
     /// item goes stale and is dropped when a hand reaches it.
-    pub(crate) fn take(&mut self, slot: u32) -> Entry<K, V> {
+    pub(crate) fn take(&mut self, slot: u32, sketch: &Sketch) -> Entry<K, V> {
         let hash = self.entry(slot).hash;
+        // Its history stays in the sketch for when the key comes back.
+        self.entry(slot).drain(sketch);
         let pos = self.position_of(hash, slot);
         self.unlink(pos);
         let entry = self.slots[slot as usize]
@@ -264,53 +317,28 @@ impl<K, V> ShardInner<K, V> {
     }
 }
 
-/// What a [`lookup`] found.
-pub(crate) struct Lookup<K, V> {
-    pub(crate) value: Option<V>,
-    /// The stored key, when asked for and found.
-    pub(crate) key: Option<K>,
-    /// Whether the access should be counted in the sketch: every miss, and
-    /// a hit only if it raised the entry's reference counter.
-    pub(crate) count: bool,
-}
-
-/// Reads `key` under the read lock. `with_key` also clones the stored key
-/// (for the pattern detector's samples).
+/// Reads `key` under the read lock, returning the value and, if
+/// `with_key`, the stored key (for the pattern detector's samples).
 ///
-/// A hit on an entry whose reference counter is already saturated is not
-/// counted in the sketch: such an entry is in no danger of eviction (the
-/// CLOCK hand must pass it three times first), its frequency estimate is
-/// only ever compared when it has gone unreferenced, and skipping the count
-/// keeps the hottest keys from writing the sketch at all. Measured on the
-/// benchmark streams this costs no hit ratio and saves the sketch's cache
-/// line on most hits.
-#[inline]
+/// A hit writes nothing shared but the entry's access byte, and that only
+/// while its reference counter is below saturation: the hit is counted in
+/// the frequency sketch later, by the CLOCK hand, under the write lock.
+#[inline(always)]
 pub(crate) fn lookup<K, V, Q>(
     shard: &Shard<K, V>,
     hash: u64,
     key: &Q,
     with_key: bool,
-) -> Lookup<K, V>
+) -> Option<(V, Option<K>)>
 where
     K: Borrow<Q> + Clone,
     V: Clone,
     Q: Eq + ?Sized,
 {
+    // shard lock: the one lock the get path takes.
     let inner = shard.inner.read();
-    match inner.find(hash, key) {
-        Some((_, slot)) => {
-            let e = inner.entry(slot);
-            let count = e.touch();
-            Lookup {
-                value: Some(e.value.clone()),
-                key: with_key.then(|| e.key.clone()),
-                count,
-            }
-        }
-        None => Lookup {
-            value: None,
-            key: None,
-            count: true,
-        },
-    }
+    let (_, slot) = inner.find(hash, key)?;
+    let e = inner.entry(slot);
+    e.touch();
+    Some((e.value.clone(), with_key.then(|| e.key.clone())))
 }

@@ -90,18 +90,25 @@ impl Sketch {
     }
 
     /// Counts one access of `hash`. Returns the frequency seen before it.
-    ///
-    /// Conservative update: only the counters that hold the minimum are
-    /// raised (the estimate is the minimum, so raising the others only adds
-    /// noise), and a saturated key writes nothing. Each raise is a relaxed
-    /// load and store, not a read-modify-write: two threads raising counters
-    /// in the same word at the same instant may lose one raise, an
-    /// undercount of one that the sketch's error already dwarfs, and never
-    /// a carry into a neighbouring counter (the stored value is computed
-    /// from a loaded count below 15). This keeps locked instructions, and
-    /// their cost, off the get path.
     #[inline]
     pub(crate) fn increment(&self, hash: u64) -> u8 {
+        self.add(hash, 1)
+    }
+
+    /// Counts `n` accesses of `hash`. Returns the frequency seen before.
+    ///
+    /// Conservative update: each counter is raised only as far as the new
+    /// estimate (the old minimum plus `n`, at most 15), so counters above
+    /// the minimum gain nothing (the estimate is the minimum, and raising
+    /// them only adds noise), and a saturated key writes nothing. Each raise
+    /// is a relaxed load and store, not a read-modify-write: two threads
+    /// raising counters in the same word at the same instant may lose one
+    /// raise, an undercount that the sketch's error already dwarfs, and
+    /// never a carry into a neighbouring counter (the stored value is
+    /// computed from a loaded count below the target). This keeps locked
+    /// instructions, and their cost, off the get path.
+    #[inline]
+    pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
         let (block, pos) = self.positions(hash);
         let mut words = [0u64; 4];
         let mut min = 15u64;
@@ -109,13 +116,15 @@ impl Sketch {
             words[i] = block.0[word].load(Relaxed);
             min = min.min((words[i] >> shift) & 15);
         }
-        if min < 15 {
+        let target = (min + u64::from(n)).min(15);
+        if target > min {
             for (i, (word, shift)) in pos.into_iter().enumerate() {
-                if (words[i] >> shift) & 15 == min {
-                    block.0[word].store(words[i] + (1 << shift), Relaxed);
+                let c = (words[i] >> shift) & 15;
+                if c < target {
+                    block.0[word].store(words[i] + ((target - c) << shift), Relaxed);
                 }
             }
-            let n = self.additions.0.load(Relaxed) + 1;
+            let n = self.additions.0.load(Relaxed) + (target - min) as usize;
             self.additions.0.store(n, Relaxed);
             if n >= self.sample
                 && self
@@ -138,6 +147,12 @@ impl Sketch {
                 let _ = cell.fetch_update(Relaxed, Relaxed, |w| Some((w >> 1) & LOW_BITS));
             }
         }
+    }
+
+    /// Halves every counter now (a workload move), restarting the period.
+    pub(crate) fn age(&self) {
+        self.additions.0.store(0, Relaxed);
+        self.halve();
     }
 
     /// Zeroes every counter.

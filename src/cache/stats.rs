@@ -9,12 +9,19 @@
 //! stay, and the next owner continues them. If every stripe is taken, the
 //! thread shares an overflow stripe updated with `fetch_add`.
 //!
+//! A hit costs one count: a stripe counts gets and misses (hits are the
+//! difference), and the get count also picks the sampled gets (one in
+//! `interval`, a power of two). Inserts are sampled by a per-thread
+//! countdown, see [`sample`].
+//!
 //! Write-path counters (inserts, admissions, ...) change under the shard's
 //! write lock, so they too are a load and a store.
 
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+
+use super::histogram::{Histogram, HistogramSnapshot};
 
 /// A snapshot of a cache's counters. All zero when observability is off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,15 +63,64 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
-/// One thread's counters for the get path, on a line of its own.
+/// One thread's counters for the get path, on a line of its own, and its
+/// latency histograms (their buckets on lines of their own).
 #[repr(align(128))]
-#[derive(Default)]
 pub(crate) struct Stripe {
     owned: AtomicBool,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    /// Operations seen by this stripe, for 1-in-N sampling.
-    pub(crate) ops: AtomicU64,
+    /// Gets, hits and misses alike: a hit costs this one count, which
+    /// also paces sampling (hits = gets - misses).
+    gets: AtomicU64,
+    misses: AtomicU64,
+    pub(crate) get_latency: Histogram,
+    pub(crate) insert_latency: Histogram,
+}
+
+impl Default for Stripe {
+    fn default() -> Self {
+        Stripe {
+            owned: AtomicBool::new(false),
+            gets: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            get_latency: Histogram::new(),
+            insert_latency: Histogram::new(),
+        }
+    }
+}
+
+/// The calling thread's stripe, as it may use it.
+pub(crate) struct Local<'a> {
+    pub(crate) stripe: &'a Stripe,
+    /// Whether this thread is the stripe's only writer (else it shares the
+    /// overflow stripe and must use read-modify-writes).
+    pub(crate) owned: bool,
+}
+
+impl Local<'_> {
+    #[inline]
+    fn add(&self, c: &AtomicU64) -> u64 {
+        if self.owned {
+            let n = c.load(Ordering::Relaxed).wrapping_add(1);
+            c.store(n, Ordering::Relaxed);
+            n
+        } else {
+            c.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+        }
+    }
+
+    /// Counts a get and returns its ordinal on this stripe (for 1-in-N
+    /// sampling): a relaxed load and store on a line only this thread
+    /// writes (a `fetch_add` on the shared overflow stripe).
+    #[inline]
+    pub(crate) fn tick(&self) -> u64 {
+        self.add(&self.stripe.gets)
+    }
+
+    /// Counts a get that missed (after its [`Self::tick`]).
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.add(&self.stripe.misses);
+    }
 }
 
 /// The per-thread stripes of one cache.
@@ -73,47 +129,6 @@ pub(crate) struct Stripes {
     id: u64,
     slots: Box<[Stripe]>,
     overflow: Stripe,
-}
-
-/// A stripe as the calling thread may use it.
-pub(crate) struct StripeRef<'a> {
-    stripe: &'a Stripe,
-    shared: bool,
-}
-
-impl StripeRef<'_> {
-    #[inline]
-    fn add(&self, c: &AtomicU64) {
-        if self.shared {
-            c.fetch_add(1, Ordering::Relaxed);
-        } else {
-            bump_owned(c);
-        }
-    }
-
-    /// Counts a hit.
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.add(&self.stripe.hits);
-    }
-
-    /// Counts a miss.
-    #[inline]
-    pub(crate) fn miss(&self) {
-        self.add(&self.stripe.misses);
-    }
-
-    /// Counts an operation and returns its ordinal on this stripe.
-    #[inline]
-    pub(crate) fn tick(&self) -> u64 {
-        if self.shared {
-            self.stripe.ops.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            let n = self.stripe.ops.load(Ordering::Relaxed).wrapping_add(1);
-            self.stripe.ops.store(n, Ordering::Relaxed);
-            n
-        }
-    }
 }
 
 /// A thread's claim on a stripe; released when the thread exits.
@@ -136,9 +151,34 @@ thread_local! {
     static CLAIMS: RefCell<Vec<Claim>> = const { RefCell::new(Vec::new()) };
     /// The last `(stripes id, index)` this thread used: the fast path.
     static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// Operations until this thread's next sample, over all caches.
+    static COUNTDOWN: Cell<u32> = const { Cell::new(0) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Counts one operation of the calling thread; returns whether it is
+/// sampled, which it is once in `interval` operations.
+///
+/// One thread-local countdown serves every cache the thread uses: an
+/// unsampled operation costs a decrement, with no clock read and no shared
+/// write. With several caches in use the samples are shared among them in
+/// proportion to their operations.
+#[inline]
+pub(crate) fn sample(interval: u32) -> bool {
+    COUNTDOWN
+        .try_with(|c| {
+            let n = c.get();
+            if n == 0 {
+                c.set(interval.max(1) - 1);
+                true
+            } else {
+                c.set(n - 1);
+                false
+            }
+        })
+        .unwrap_or(false)
+}
 
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
@@ -152,22 +192,22 @@ impl Stripes {
 
     /// The calling thread's stripe of `this`, claimed on first use. The
     /// thread-local borrow ends before this returns, so user code run later
-    /// (a key's `Eq`, a value's `Clone`) may use the cache again.
+    /// may use the cache again.
     #[inline]
-    pub(crate) fn local(this: &Arc<Self>) -> StripeRef<'_> {
+    pub(crate) fn local(this: &Arc<Self>) -> Local<'_> {
         if let Ok((id, index)) = LAST.try_with(Cell::get)
             && id == this.id
         {
-            return StripeRef {
+            return Local {
                 stripe: &this.slots[index],
-                shared: false,
+                owned: true,
             };
         }
         Self::local_slow(this)
     }
 
     #[cold]
-    fn local_slow(this: &Arc<Self>) -> StripeRef<'_> {
+    fn local_slow(this: &Arc<Self>) -> Local<'_> {
         let me = Arc::as_ptr(this);
         let index = CLAIMS
             .try_with(|claims| {
@@ -182,14 +222,15 @@ impl Stripes {
         match index {
             Some(i) => {
                 let _ = LAST.try_with(|last| last.set((this.id, i)));
-                StripeRef {
+                Local {
                     stripe: &this.slots[i],
-                    shared: false,
+                    owned: true,
                 }
             }
-            None => StripeRef {
+            // Shared by every thread without a stripe.
+            None => Local {
                 stripe: &this.overflow,
-                shared: true,
+                owned: false,
             },
         }
     }
@@ -210,15 +251,31 @@ impl Stripes {
         Some(index)
     }
 
+    /// Every stripe, the overflow one included.
+    fn all(&self) -> impl Iterator<Item = &Stripe> {
+        self.slots.iter().chain(core::iter::once(&self.overflow))
+    }
+
+    /// The get and insert latency histograms summed over all stripes.
+    pub(crate) fn latencies(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        let (mut get, mut insert) = (Histogram::new().snapshot(), Histogram::new().snapshot());
+        for s in self.all() {
+            s.get_latency.add_to(&mut get);
+            s.insert_latency.add_to(&mut insert);
+        }
+        (get, insert)
+    }
+
     /// Hits and misses summed over all stripes.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        let mut hits = self.overflow.hits.load(Ordering::Relaxed);
-        let mut misses = self.overflow.misses.load(Ordering::Relaxed);
-        for s in self.slots.iter() {
-            hits += s.hits.load(Ordering::Relaxed);
-            misses += s.misses.load(Ordering::Relaxed);
+        let (mut gets, mut misses) = (0u64, 0u64);
+        for s in self.all() {
+            // A miss is counted after its get: reading misses first keeps
+            // hits = gets - misses from going below zero.
+            misses += s.misses.load(Ordering::Acquire);
+            gets += s.gets.load(Ordering::Acquire);
         }
-        (hits, misses)
+        (gets.saturating_sub(misses), misses)
     }
 }
 

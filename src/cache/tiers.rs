@@ -16,7 +16,6 @@
 //!   cache: a scan can at worst churn the warm tier's unreferenced entries.
 
 use core::mem;
-use core::sync::atomic::Ordering::Relaxed;
 use std::collections::VecDeque;
 
 use super::shard::ShardInner;
@@ -98,8 +97,9 @@ impl Count<'_> {
 }
 
 impl<K: Eq, V> ShardInner<K, V> {
-    /// Inserts or replaces `key`. A new key in a full shard goes through
-    /// admission and may be rejected. `count` turns the counters on.
+    /// Inserts or replaces `key`, counting the access in the sketch. A new
+    /// key in a full shard goes through admission and may be rejected.
+    /// `count` turns the counters on.
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -120,6 +120,10 @@ impl<K: Eq, V> ShardInner<K, V> {
             e.value = value;
             return;
         }
+        // An insert of an absent key is an access: usually the miss that
+        // preceded it, which the get path leaves uncounted so that it
+        // writes nothing shared.
+        let candidate_freq = (sketch.increment(hash) + 1).min(15);
         if self.len() < self.capacity {
             self.place(hash, key, value, Tier::Warm);
             c.add(|c| &c.admissions);
@@ -127,10 +131,9 @@ impl<K: Eq, V> ShardInner<K, V> {
             return;
         }
         let victim = self.warm_victim(sketch, &c);
-        let candidate_freq = sketch.frequency(hash);
         let victim_freq = sketch.frequency(self.entry(victim).hash);
         if candidate_freq > victim_freq {
-            drop(self.take(victim));
+            drop(self.take(victim, sketch));
             c.add(|c| &c.evictions);
             self.place(hash, key, value, Tier::Warm);
             c.add(|c| &c.admissions);
@@ -140,14 +143,41 @@ impl<K: Eq, V> ShardInner<K, V> {
         }
     }
 
+    /// Follows a new hot fraction: sets the hot tier's cap and, if the tier
+    /// is over it, demotes up to two of its CLOCK victims (a shrink is
+    /// spread over the inserts that follow).
+    pub(crate) fn retarget(
+        &mut self,
+        fraction: f64,
+        sketch: &Sketch,
+        counters: &ShardCounters,
+        count: bool,
+    ) {
+        let cap = ((self.capacity as f64 * fraction) as usize).min(self.capacity - 1);
+        self.hot_cap = cap;
+        let c = Count {
+            counters,
+            on: count,
+        };
+        for _ in 0..2 {
+            if self.hot.len() <= cap {
+                break;
+            }
+            let (victim, _) = self.hot_victim(sketch);
+            self.hot.left();
+            self.move_to(victim, Tier::Warm);
+            c.add(|c| &c.demotions);
+        }
+    }
+
     /// Removes `key`, returning its value.
-    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q, sketch: &Sketch) -> Option<V>
     where
         K: core::borrow::Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let (_, slot) = self.find(hash, key)?;
-        let entry = self.take(slot);
+        let entry = self.take(slot, sketch);
         self.compact();
         Some(entry.value)
     }
@@ -164,13 +194,10 @@ impl<K: Eq, V> ShardInner<K, V> {
             if !self.current(slot, stamp) {
                 continue;
             }
-            let e = self.entry(slot);
-            let r = e.refs.load(Relaxed);
-            if r == 0 {
+            if self.entry(slot).age(sketch) == 0 {
                 self.warm.requeue_front(slot, stamp);
                 return slot;
             }
-            e.refs.store(r - 1, Relaxed);
             if self.hot_cap > 0 && self.promote(slot, sketch, c) {
                 continue;
             }
@@ -182,7 +209,7 @@ impl<K: Eq, V> ShardInner<K, V> {
     /// room or it is more frequent than the hot victim, which is demoted.
     fn promote(&mut self, slot: u32, sketch: &Sketch, c: &Count<'_>) -> bool {
         if self.hot.len() >= self.hot_cap {
-            let (victim, stamp) = self.hot_victim();
+            let (victim, stamp) = self.hot_victim(sketch);
             let candidate_freq = sketch.frequency(self.entry(slot).hash);
             if candidate_freq <= sketch.frequency(self.entry(victim).hash) {
                 self.hot.requeue_front(victim, stamp);
@@ -200,18 +227,15 @@ impl<K: Eq, V> ShardInner<K, V> {
 
     /// Runs the hot hand until it finds an unreferenced entry; returns it
     /// popped (the caller requeues or moves it).
-    fn hot_victim(&mut self) -> (u32, u32) {
+    fn hot_victim(&mut self, sketch: &Sketch) -> (u32, u32) {
         loop {
             let (slot, stamp) = self.hot.pop_front().expect("a full hot tier has entries");
             if !self.current(slot, stamp) {
                 continue;
             }
-            let e = self.entry(slot);
-            let r = e.refs.load(Relaxed);
-            if r == 0 {
+            if self.entry(slot).age(sketch) == 0 {
                 return (slot, stamp);
             }
-            e.refs.store(r - 1, Relaxed);
             self.hot.requeue_back(slot, stamp);
         }
     }
