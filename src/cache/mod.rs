@@ -39,6 +39,9 @@
 //! the pattern detector, which skips it if its window is busy.
 
 mod builder;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod histogram;
 mod pattern;
 mod shard;
