@@ -118,6 +118,35 @@ fn install_hook() {
     });
 }
 
+/// Standard error pointed at /dev/null until dropped: under `Log` each
+/// expected misuse writes a report line, millions of them in a fuzz run.
+struct Muted(libc::c_int);
+
+impl Muted {
+    fn stderr() -> Muted {
+        // SAFETY: plain descriptor calls; fd 2 is restored on drop.
+        unsafe {
+            let saved = libc::dup(2);
+            assert!(saved >= 0, "dup(2) failed");
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            assert!(null >= 0, "open(/dev/null) failed");
+            libc::dup2(null, 2);
+            libc::close(null);
+            Muted(saved)
+        }
+    }
+}
+
+impl Drop for Muted {
+    fn drop(&mut self) {
+        // SAFETY: puts back the descriptor saved in `stderr`.
+        unsafe {
+            libc::dup2(self.0, 2);
+            libc::close(self.0);
+        }
+    }
+}
+
 /// Runs a misuse: it must be reported at least once, must leave the word as
 /// it was, and returns (rather than panicking) exactly when the policy is
 /// `Log` and the operation is refusable.
@@ -125,7 +154,9 @@ fn misuse<T>(refusable: bool, log: bool, word: impl Fn() -> usize, f: impl FnOnc
     let before_word = word();
     let before = lockscope::violations_reported();
     EXPECTING_VIOLATION.with(|e| e.set(true));
+    let muted = log.then(Muted::stderr);
     let result = catch_unwind(AssertUnwindSafe(f));
+    drop(muted);
     EXPECTING_VIOLATION.with(|e| e.set(false));
     let reports = lockscope::violations_reported() - before;
     assert!(reports >= 1, "misuse not reported");
