@@ -101,7 +101,11 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
         match op {
             Op::Get(k) => {
                 if let Some(v) = cache.get(&k) {
-                    assert_eq!(Some(&v), model.get(&k), "get({k}) returned a value not stored last");
+                    assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "get({k}) returned a value not stored last"
+                    );
                 }
             }
             Op::Insert(k) => {
@@ -111,7 +115,11 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
                 cache.insert(k, v);
                 model.insert(k, v);
                 if was_cached {
-                    assert_eq!(cache.get(&k), Some(v), "insert did not replace cached key {k}");
+                    assert_eq!(
+                        cache.get(&k),
+                        Some(v),
+                        "insert did not replace cached key {k}"
+                    );
                 } else if single_shard && len_before < capacity {
                     assert!(
                         cache.contains_key(&k),
@@ -122,14 +130,21 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
             Op::Remove(k) => {
                 let got = cache.remove(&k);
                 if let Some(v) = got {
-                    assert_eq!(Some(&v), model.get(&k), "remove({k}) returned a value not stored last");
+                    assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "remove({k}) returned a value not stored last"
+                    );
                 }
                 model.remove(&k);
                 assert!(!cache.contains_key(&k), "key {k} still cached after remove");
             }
             Op::Contains(k) => {
                 if cache.contains_key(&k) {
-                    assert!(model.contains_key(&k), "contains_key({k}) for a key never stored");
+                    assert!(
+                        model.contains_key(&k),
+                        "contains_key({k}) for a key never stored"
+                    );
                 }
             }
             Op::GetOrInsert(k) => {
@@ -138,7 +153,11 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
                 if got == v {
                     model.insert(k, v);
                 } else {
-                    assert_eq!(Some(&got), model.get(&k), "get_or_insert_with({k}) returned a stale value");
+                    assert_eq!(
+                        Some(&got),
+                        model.get(&k),
+                        "get_or_insert_with({k}) returned a stale value"
+                    );
                 }
             }
             Op::Clear => {
@@ -147,7 +166,11 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
                 assert!(cache.is_empty());
             }
         }
-        assert!(cache.len() <= capacity, "len {} over capacity {capacity}", cache.len());
+        assert!(
+            cache.len() <= capacity,
+            "len {} over capacity {capacity}",
+            cache.len()
+        );
         assert_eq!(cache.is_empty(), cache.len() == 0);
     }
     // Whatever is still cached is the model's value.
@@ -156,5 +179,10 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
             assert_eq!(Some(&v), model.get(&k));
         }
     }
-    let _ = (cache.stats(), cache.metrics(), cache.patterns(), format!("{cache:?}"));
+    let _ = (
+        cache.stats(),
+        cache.metrics(),
+        cache.patterns(),
+        format!("{cache:?}"),
+    );
 }

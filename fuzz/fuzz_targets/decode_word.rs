@@ -24,7 +24,10 @@ fuzz_target!(|input: (u64, u8, usize)| {
         decoded: RawRwLock::decode(rw as usize).to_string(),
     };
     let text = v.to_string();
-    assert!(text.starts_with("lockscope: lock invariant violated"), "{text}");
+    assert!(
+        text.starts_with("lockscope: lock invariant violated"),
+        "{text}"
+    );
 });
 
 fn check_rwlock_word(raw: usize) {

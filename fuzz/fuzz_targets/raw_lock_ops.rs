@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lockscope::lock_api::{
-    RawMutex as _, RawMutexFair as _, RawMutexTimed as _, RawRwLock as _,
-    RawRwLockDowngrade as _, RawRwLockFair as _, RawRwLockTimed as _, RawRwLockUpgrade as _,
-    RawRwLockUpgradeDowngrade as _, RawRwLockUpgradeFair as _, RawRwLockUpgradeTimed as _,
+    RawRwLock as _, RawRwLockDowngrade as _, RawRwLockFair as _, RawRwLockTimed as _,
+    RawRwLockUpgrade as _, RawRwLockUpgradeDowngrade as _, RawRwLockUpgradeFair as _,
+    RawRwLockUpgradeTimed as _,
 };
-use lockscope::{RawMutex, RawRwLock, ViolationPolicy};
+use lockscope::{RawFairMutex, RawMutex, RawRwLock, ViolationPolicy};
 
 const THREADS: usize = 4;
 
@@ -88,6 +88,7 @@ enum RwOp {
 #[derive(Arbitrary, Debug)]
 enum Input {
     Mutex {
+        fair: bool,
         log_policy: bool,
         ops: Vec<(u8, MutexOp)>,
     },
@@ -150,7 +151,12 @@ impl Drop for Muted {
 /// Runs a misuse: it must be reported at least once, must leave the word as
 /// it was, and returns (rather than panicking) exactly when the policy is
 /// `Log` and the operation is refusable.
-fn misuse<T>(refusable: bool, log: bool, word: impl Fn() -> usize, f: impl FnOnce() -> T) -> Option<T> {
+fn misuse<T>(
+    refusable: bool,
+    log: bool,
+    word: impl Fn() -> usize,
+    f: impl FnOnce() -> T,
+) -> Option<T> {
     let before_word = word();
     let before = lockscope::violations_reported();
     EXPECTING_VIOLATION.with(|e| e.set(true));
@@ -164,7 +170,10 @@ fn misuse<T>(refusable: bool, log: bool, word: impl Fn() -> usize, f: impl FnOnc
         assert!(result.is_ok(), "a refusable misuse panicked under Log");
         assert_eq!(reports, 1, "one refused release, one report");
     } else {
-        assert!(result.is_err(), "misuse did not panic (log: {log}, refusable: {refusable})");
+        assert!(
+            result.is_err(),
+            "misuse did not panic (log: {log}, refusable: {refusable})"
+        );
         if !log {
             assert_eq!(reports, 1, "under Panic the first report panics");
         }
@@ -177,16 +186,30 @@ fn misuse<T>(refusable: bool, log: bool, word: impl Fn() -> usize, f: impl FnOnc
 fn legal<T>(f: impl FnOnce() -> T) -> T {
     let before = lockscope::violations_reported();
     let r = f();
-    assert_eq!(lockscope::violations_reported(), before, "a legal operation was reported");
+    assert_eq!(
+        lockscope::violations_reported(),
+        before,
+        "a legal operation was reported"
+    );
     r
 }
 
 fuzz_target!(|input: Input| {
     install_hook();
     match input {
-        Input::Mutex { log_policy, ops } => {
+        Input::Mutex {
+            fair,
+            log_policy,
+            ops,
+        } => {
             set_policy(log_policy);
-            run_mutex(log_policy, &ops);
+            if fair {
+                let lock = <RawFairMutex as lockscope::lock_api::RawMutex>::INIT;
+                run_mutex(&lock, RawFairMutex::inner, log_policy, &ops);
+            } else {
+                let lock = <RawMutex as lockscope::lock_api::RawMutex>::INIT;
+                run_mutex(&lock, |m| m, log_policy, &ops);
+            }
         }
         Input::RwLock {
             recursive,
@@ -223,11 +246,17 @@ fn duration(wait: Wait) -> Duration {
 
 type MutexGuardState = <RawMutex as lockscope::lock_api::RawMutex>::Guard;
 
-fn run_mutex(log: bool, ops: &[(u8, MutexOp)]) {
-    let lock = <RawMutex as lockscope::lock_api::RawMutex>::INIT;
+/// Runs `ops` on `lock`, a `RawMutex` or a `RawFairMutex` (`word_of` gives
+/// the `RawMutex` whose word it is).
+fn run_mutex<M>(lock: &M, word_of: fn(&M) -> &RawMutex, log: bool, ops: &[(u8, MutexOp)])
+where
+    M: lockscope::lock_api::RawMutex<Guard = MutexGuardState>
+        + lockscope::lock_api::RawMutexFair
+        + lockscope::lock_api::RawMutexTimed<Duration = Duration, Instant = Instant>,
+{
     // The simulated thread holding the mutex, with its guard state.
     let mut holder: Option<(usize, MutexGuardState)> = None;
-    let word = || lock.word().raw as usize;
+    let word = || word_of(lock).word().raw as usize;
     for &(t, op) in ops.iter().take(512) {
         let t = usize::from(t) % THREADS;
         match op {
@@ -277,12 +306,12 @@ fn run_mutex(log: bool, ops: &[(u8, MutexOp)]) {
             }
         }
         let expect = u8::from(holder.is_some());
-        let w = lock.word();
+        let w = word_of(lock).word();
         assert_eq!(w.raw, expect, "after {op:?}: word {w}");
         assert_eq!(w, RawMutex::decode(expect));
         assert!(w.is_valid() && !w.parked && w.locked == holder.is_some());
         assert_eq!(lock.is_locked(), holder.is_some());
-        assert!(!lock.has_parked_threads());
+        assert!(!word_of(lock).has_parked_threads());
         let _ = w.to_string();
     }
     if let Some((_, g)) = holder {
@@ -469,13 +498,17 @@ fn run_rwlock<const R: bool>(log: bool, ops: &[(u8, RwOp)]) {
                 Some(held) if m.readers() > 0 => m.upgradable = Some(held),
                 Some((u, g)) => m.exclusive = Some((u, legal(|| unsafe { lock.upgrade(g) }))),
                 None => {
-                    misuse(false, log, word, || unsafe { lock.upgrade(Default::default()) });
+                    misuse(false, log, word, || unsafe {
+                        lock.upgrade(Default::default())
+                    });
                 }
             },
             RwOp::TryUpgrade | RwOp::TryUpgradeTimed(_) => {
                 let attempt = |g| unsafe {
                     match op {
-                        RwOp::TryUpgradeTimed(Wait::Past) => lock.try_upgrade_until(g, Instant::now()),
+                        RwOp::TryUpgradeTimed(Wait::Past) => {
+                            lock.try_upgrade_until(g, Instant::now())
+                        }
                         RwOp::TryUpgradeTimed(w) => lock.try_upgrade_for(g, duration(w)),
                         _ => lock.try_upgrade(g),
                     }
@@ -504,7 +537,9 @@ fn run_rwlock<const R: bool>(log: bool, ops: &[(u8, RwOp)]) {
             RwOp::Downgrade => match m.exclusive.take() {
                 Some((x, g)) => m.shared[x].push(legal(|| unsafe { lock.downgrade(g) })),
                 None => {
-                    misuse(false, log, word, || unsafe { lock.downgrade(Default::default()) });
+                    misuse(false, log, word, || unsafe {
+                        lock.downgrade(Default::default())
+                    });
                 }
             },
             RwOp::DowngradeUpgradable => match m.upgradable.take() {
@@ -546,10 +581,18 @@ fn run_rwlock<const R: bool>(log: bool, ops: &[(u8, RwOp)]) {
 fn check_rwlock<const R: bool>(lock: &RawRwLock<R>, m: &Model, op: RwOp) {
     let expect = m.word();
     let w = lock.word();
-    assert_eq!(w.raw, expect, "after {op:?}: word {w}, model {}", RawRwLock::decode(expect));
+    assert_eq!(
+        w.raw,
+        expect,
+        "after {op:?}: word {w}, model {}",
+        RawRwLock::decode(expect)
+    );
     assert_eq!(w, RawRwLock::decode(expect));
     assert!(w.is_valid(), "after {op:?}: {w}");
-    assert!(!w.parked && !w.writer_parked, "after {op:?}: parked bits left: {w}");
+    assert!(
+        !w.parked && !w.writer_parked,
+        "after {op:?}: parked bits left: {w}"
+    );
     assert_eq!(w.readers, m.readers());
     assert_eq!(w.upgradable, m.upgradable.is_some());
     assert_eq!(w.write_locked(), m.exclusive.is_some());

@@ -48,10 +48,20 @@ fuzz_target!(|input: Input| {
     let mut halvings = 0u32;
     for op in input.ops.iter().take(4096) {
         match *op {
-            Op::Increment(i) => increment(&sketch, &mut bound, &mut halvings, keys[usize::from(i) % keys.len()]),
+            Op::Increment(i) => increment(
+                &sketch,
+                &mut bound,
+                &mut halvings,
+                keys[usize::from(i) % keys.len()],
+            ),
             Op::Burst(i, n) => {
                 for _ in 0..n % 32 {
-                    increment(&sketch, &mut bound, &mut halvings, keys[usize::from(i) % keys.len()]);
+                    increment(
+                        &sketch,
+                        &mut bound,
+                        &mut halvings,
+                        keys[usize::from(i) % keys.len()],
+                    );
                 }
             }
             Op::IncrementHash(h) => increment(&sketch, &mut bound, &mut halvings, h),
@@ -77,7 +87,10 @@ fuzz_target!(|input: Input| {
 fn increment(sketch: &Sketch, bound: &mut HashMap<u64, u8>, halvings: &mut u32, h: u64) {
     let before = sketch.frequency(h);
     let prior = sketch.increment(h);
-    assert_eq!(prior, before, "increment returned another estimate than frequency");
+    assert_eq!(
+        prior, before,
+        "increment returned another estimate than frequency"
+    );
     let after = sketch.frequency(h);
     let b = bound.entry(h).or_insert(0);
     *b = (*b + 1).min(15);
