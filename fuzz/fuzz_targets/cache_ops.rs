@@ -166,12 +166,9 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
                 assert!(cache.is_empty());
             }
         }
-        assert!(
-            cache.len() <= capacity,
-            "len {} over capacity {capacity}",
-            cache.len()
-        );
-        assert_eq!(cache.is_empty(), cache.len() == 0);
+        let len = cache.len();
+        assert!(len <= capacity, "len {len} over capacity {capacity}");
+        assert_eq!(cache.is_empty(), len == 0);
     }
     // Whatever is still cached is the model's value.
     for k in 0..=u8::MAX {
