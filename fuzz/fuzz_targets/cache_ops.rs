@@ -11,15 +11,20 @@
 //! - with one shard, a new key inserted while `len() < capacity` is admitted
 //!   (only a full shard runs admission);
 //! - `len() <= capacity()` after every operation (documented slack: zero);
-//! - `clear` empties it.
+//! - `clear` empties it;
+//! - a loader that panics caches nothing, and leaves no flight behind (a
+//!   later call for the key would wait for it forever: a libFuzzer timeout).
 //!
 //! Keys hash through a fixed-key hasher (deterministic runs) or, chosen by
 //! the input, a hasher that sends every key to the same hash.
 
 #![no_main]
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +37,8 @@ enum Op {
     Remove(u8),
     Contains(u8),
     GetOrInsert(u8),
+    /// `get_or_insert_with` whose loader panics (if it runs at all).
+    GetOrInsertPanicking(u8),
     Clear,
 }
 
@@ -66,7 +73,27 @@ impl BuildHasher for Colliding {
     }
 }
 
+thread_local! {
+    /// Set while a loader panics on purpose.
+    static EXPECTING_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// libfuzzer-sys aborts in its panic hook; let the loader's panic unwind,
+/// quietly. Any other panic still aborts and counts as a crash.
+fn install_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !EXPECTING_PANIC.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|input: Input| {
+    install_hook();
     if input.colliding {
         run(&input, Colliding);
     } else {
@@ -158,6 +185,21 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
                         model.get(&k),
                         "get_or_insert_with({k}) returned a stale value"
                     );
+                }
+            }
+            Op::GetOrInsertPanicking(k) => {
+                EXPECTING_PANIC.with(|e| e.set(true));
+                let got = catch_unwind(AssertUnwindSafe(|| {
+                    cache.get_or_insert_with(k, || panic!("loader failed"))
+                }));
+                EXPECTING_PANIC.with(|e| e.set(false));
+                match got {
+                    Ok(v) => assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "get_or_insert_with({k}) returned a stale value"
+                    ),
+                    Err(_) => assert!(!cache.contains_key(&k), "a panicking loader cached {k}"),
                 }
             }
             Op::Clear => {
