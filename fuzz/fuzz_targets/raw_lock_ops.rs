@@ -177,6 +177,19 @@ fn misuse<T>(
         if !log {
             assert_eq!(reports, 1, "under Panic the first report panics");
         }
+        if let Err(payload) = &result {
+            // The panic carries the report, naming the lock and the problem.
+            let text = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            assert!(
+                text.starts_with("lockscope: lock invariant violated: Raw")
+                    && text.contains(" refused: "),
+                "the misuse panicked without a report: {text:?}"
+            );
+        }
     }
     assert_eq!(word(), before_word, "a refused misuse changed the word");
     result.ok()
