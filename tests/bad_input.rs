@@ -976,3 +976,41 @@ fn huge_sample_interval_does_not_panic() {
         assert!(built.is_ok(), "sample_interval({n}) panicked");
     }
 }
+
+/// Colliding hashes under concurrency: threads loading overlapping keys that
+/// all hash alike through `get_or_insert_with` each get the one value loaded
+/// for their key, and each key's loader runs exactly once (single flight
+/// tells keys apart by equality, not by hash).
+#[test]
+fn colliding_hashes_single_flight_per_key() {
+    const KEYS: usize = 16;
+    let c: TwoTierCache<usize, usize, Colliding> = TwoTierCache::builder()
+        .capacity(64)
+        .shards(1)
+        .hasher(Colliding)
+        .build()
+        .expect("valid");
+    let loads: Vec<AtomicUsize> = (0..KEYS).map(|_| AtomicUsize::new(0)).collect();
+    let start = Barrier::new(4);
+    thread::scope(|s| {
+        for t in 0..4 {
+            let (c, loads, start) = (&c, &loads, &start);
+            s.spawn(move || {
+                start.wait();
+                for i in 0..KEYS * 4 {
+                    let k = (i + t * 3) % KEYS;
+                    let v = c.get_or_insert_with(k, || {
+                        loads[k].fetch_add(1, SeqCst);
+                        thread::sleep(Duration::from_millis(1));
+                        k * 100
+                    });
+                    assert_eq!(v, k * 100, "key {k}");
+                }
+            });
+        }
+    });
+    for (k, n) in loads.iter().enumerate() {
+        assert_eq!(n.load(SeqCst), 1, "loader for key {k} ran more than once");
+    }
+    assert_eq!(c.len(), KEYS);
+}
