@@ -41,6 +41,9 @@
 
 mod builder;
 mod climb;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hasher;
 mod histogram;
 mod pattern;

@@ -1,0 +1,227 @@
+//! `TwoTierCache` operation sequences (small capacity, few shards) against a
+//! sequential model.
+//!
+//! The model holds, per key, the last value inserted and not removed since.
+//! The cache may forget any key (eviction, admission rejection), but:
+//! - a value returned by `get`, `remove` or `get_or_insert_with` for a key is
+//!   the model's value for it (every value inserted is unique, so a stale or
+//!   foreign value is caught);
+//! - `contains_key` is never true for a key the model does not hold;
+//! - `insert` of a key that is cached replaces its value (documented);
+//! - with one shard, a new key inserted while `len() < capacity` is admitted
+//!   (only a full shard runs admission);
+//! - `len() <= capacity()` after every operation (documented slack: zero);
+//! - `clear` empties it;
+//! - a loader that panics caches nothing, and leaves no flight behind (a
+//!   later call for the key would wait for it forever: a libFuzzer timeout).
+//!
+//! Keys hash through a fixed-key hasher (deterministic runs) or, chosen by
+//! the input, a hasher that sends every key to the same hash.
+
+#![no_main]
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use lockscope::cache::TwoTierCache;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Op {
+    Get(u8),
+    Insert(u8),
+    Remove(u8),
+    Contains(u8),
+    GetOrInsert(u8),
+    /// `get_or_insert_with` whose loader panics (if it runs at all).
+    GetOrInsertPanicking(u8),
+    Clear,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    capacity: u8,
+    shards: u8,
+    hot: u8,
+    observability: bool,
+    sample_every_op: bool,
+    colliding: bool,
+    ops: Vec<Op>,
+}
+
+/// Every key hashes to the same value.
+#[derive(Clone, Default)]
+struct Colliding;
+
+struct Constant;
+
+impl Hasher for Constant {
+    fn finish(&self) -> u64 {
+        0x5151_5151
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+impl BuildHasher for Colliding {
+    type Hasher = Constant;
+    fn build_hasher(&self) -> Constant {
+        Constant
+    }
+}
+
+thread_local! {
+    /// Set while a loader panics on purpose.
+    static EXPECTING_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// libfuzzer-sys aborts in its panic hook; let the loader's panic unwind,
+/// quietly. Any other panic still aborts and counts as a crash.
+fn install_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !EXPECTING_PANIC.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fuzz_target!(|input: Input| {
+    install_hook();
+    if input.colliding {
+        run(&input, Colliding);
+    } else {
+        run(&input, BuildHasherDefault::<DefaultHasher>::default());
+    }
+});
+
+fn run<S: BuildHasher>(input: &Input, hasher: S) {
+    let capacity = usize::from(input.capacity % 48) + 1;
+    let shards = usize::from(input.shards % 4) + 1;
+    let hot = [0.05, 0.3, 0.5, 0.7, 0.95][usize::from(input.hot) % 5];
+    let cache: TwoTierCache<u8, u32, S> = TwoTierCache::builder()
+        .capacity(capacity)
+        .shards(shards)
+        .hot_fraction(hot)
+        .observability(input.observability)
+        .sample_interval(if input.sample_every_op { 1 } else { 64 })
+        .hasher(hasher)
+        .build()
+        .expect("a valid configuration");
+    assert_eq!(cache.capacity(), capacity);
+    assert!(cache.shard_count() >= 1 && cache.shard_count() <= shards.min(capacity));
+    let single_shard = cache.shard_count() == 1;
+
+    let mut model: HashMap<u8, u32> = HashMap::new();
+    let mut next_value = 0u32;
+    let mut fresh = || {
+        next_value += 1;
+        next_value
+    };
+    for &op in input.ops.iter().take(2048) {
+        match op {
+            Op::Get(k) => {
+                if let Some(v) = cache.get(&k) {
+                    assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "get({k}) returned a value not stored last"
+                    );
+                }
+            }
+            Op::Insert(k) => {
+                let v = fresh();
+                let was_cached = cache.contains_key(&k);
+                let len_before = cache.len();
+                cache.insert(k, v);
+                model.insert(k, v);
+                if was_cached {
+                    assert_eq!(
+                        cache.get(&k),
+                        Some(v),
+                        "insert did not replace cached key {k}"
+                    );
+                } else if single_shard && len_before < capacity {
+                    assert!(
+                        cache.contains_key(&k),
+                        "new key {k} rejected with room left ({len_before} of {capacity})"
+                    );
+                }
+            }
+            Op::Remove(k) => {
+                let got = cache.remove(&k);
+                if let Some(v) = got {
+                    assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "remove({k}) returned a value not stored last"
+                    );
+                }
+                model.remove(&k);
+                assert!(!cache.contains_key(&k), "key {k} still cached after remove");
+            }
+            Op::Contains(k) => {
+                if cache.contains_key(&k) {
+                    assert!(
+                        model.contains_key(&k),
+                        "contains_key({k}) for a key never stored"
+                    );
+                }
+            }
+            Op::GetOrInsert(k) => {
+                let v = fresh();
+                let got = cache.get_or_insert_with(k, || v);
+                if got == v {
+                    model.insert(k, v);
+                } else {
+                    assert_eq!(
+                        Some(&got),
+                        model.get(&k),
+                        "get_or_insert_with({k}) returned a stale value"
+                    );
+                }
+            }
+            Op::GetOrInsertPanicking(k) => {
+                EXPECTING_PANIC.with(|e| e.set(true));
+                let got = catch_unwind(AssertUnwindSafe(|| {
+                    cache.get_or_insert_with(k, || panic!("loader failed"))
+                }));
+                EXPECTING_PANIC.with(|e| e.set(false));
+                match got {
+                    Ok(v) => assert_eq!(
+                        Some(&v),
+                        model.get(&k),
+                        "get_or_insert_with({k}) returned a stale value"
+                    ),
+                    Err(_) => assert!(!cache.contains_key(&k), "a panicking loader cached {k}"),
+                }
+            }
+            Op::Clear => {
+                cache.clear();
+                model.clear();
+                assert!(cache.is_empty());
+            }
+        }
+        let len = cache.len();
+        assert!(len <= capacity, "len {len} over capacity {capacity}");
+        assert_eq!(cache.is_empty(), len == 0);
+    }
+    // Whatever is still cached is the model's value.
+    for k in 0..=u8::MAX {
+        if let Some(v) = cache.get(&k) {
+            assert_eq!(Some(&v), model.get(&k));
+        }
+    }
+    let _ = (
+        cache.stats(),
+        cache.metrics(),
+        cache.patterns(),
+        format!("{cache:?}"),
+    );
+}
