@@ -155,9 +155,11 @@ fn counts_are_exact_for_exclusive_and_close_for_shared() {
     }
     let stats = snapshot(&*lock).stats;
     assert_eq!(stats.exclusive_acquisitions, 4000);
-    // Sampled: each thread's count trails its truth by under 128.
+    // Sampled: a thread that reads only this lock is off by under 128 at
+    // each end of its run (its first sample may count the end of a gap that
+    // a previous user of its thread record began).
     assert!(
-        (40_000 - 4 * 128..=40_000).contains(&stats.shared_acquisitions),
+        (40_000 - 4 * 128..=40_000 + 4 * 128).contains(&stats.shared_acquisitions),
         "{}",
         stats.shared_acquisitions
     );

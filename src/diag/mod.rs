@@ -28,8 +28,10 @@
 //!   park), timeouts, the current and last exclusive holder, shared holders
 //!   (up to 8 per thread), waiters, the wait-time histogram;
 //! - sampled: shared acquisitions (one in 64 per thread on average, each
-//!   sample counting for the acquisitions since the previous one, so the
-//!   count trails the truth by under 128 per thread); the hold-time
+//!   sample counting for the thread's shared acquisitions since its
+//!   previous sample, whichever locks they were on: an estimate, unbiased
+//!   over many samples; a thread that reads only one lock puts it within
+//!   127 of the truth at each end of its run); the hold-time
 //!   histogram (one exclusive acquisition in 64 per lock, one shared
 //!   acquisition in 64 per thread);
 //! - coarse (1 ms ticks): holder and waiter ages, last hold duration, the
