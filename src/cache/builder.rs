@@ -4,6 +4,14 @@ use super::{RandomState, TwoTierCache};
 use core::fmt;
 use core::marker::PhantomData;
 
+/// More shards than this are not made (`.shards(n)` is capped): each has
+/// its own lock, sketch and tables, and past a few per thread they only cost
+/// memory.
+pub const MAX_SHARDS: usize = 1 << 12;
+/// Sampling intervals are capped here (one operation in 2^31), so that
+/// rounding up to a power of two cannot overflow.
+pub const MAX_SAMPLE_INTERVAL: u32 = 1 << 31;
+
 /// Why [`TwoTierCacheBuilder::build`] refused a configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BuildError {
@@ -14,7 +22,7 @@ pub enum BuildError {
     CapacityTooLarge,
     /// The hot fraction is not strictly between 0 and 1 (or is NaN).
     HotFractionOutOfRange(f64),
-    /// Zero shards were asked for.
+    /// Zero shards were asked for. (More than [`MAX_SHARDS`] are capped.)
     ZeroShards,
     /// The sampling interval is zero.
     ZeroSampleInterval,
@@ -107,9 +115,11 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     /// Sample one operation in `n` for the latency histograms (sampled gets
     /// also feed the pattern detector). Default 64. For gets `n` is rounded
     /// up to a power of two and counted per thread; inserts are picked by a
-    /// per-thread countdown shared by the caches a thread uses.
+    /// per-thread countdown shared by the caches a thread uses. Values above
+    /// [`MAX_SAMPLE_INTERVAL`] are capped to it.
     pub fn sample_interval(mut self, n: u32) -> Self {
-        self.sample_interval = n;
+        // Rounded up to a power of two when built: cap it where that fits.
+        self.sample_interval = n.min(MAX_SAMPLE_INTERVAL);
         self
     }
 
@@ -169,7 +179,7 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         }
         let shards = match self.shards {
             Some(0) => return Err(BuildError::ZeroShards),
-            Some(n) => n.min(self.capacity),
+            Some(n) => n.min(self.capacity).min(MAX_SHARDS),
             None => {
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
                 (cpus * 4)

@@ -57,7 +57,7 @@ use core::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use builder::{BuildError, TwoTierCacheBuilder};
+pub use builder::{BuildError, MAX_SAMPLE_INTERVAL, MAX_SHARDS, TwoTierCacheBuilder};
 pub use hasher::RandomState;
 pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
@@ -157,6 +157,9 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
 pub(crate) struct Flight<V> {
     state: Mutex<FlightState<V>>,
     done: Condvar,
+    /// The thread running the loader: if it asks for the same key from
+    /// inside the loader, waiting would wait for itself.
+    leader: std::thread::ThreadId,
 }
 
 enum FlightState<V> {
@@ -391,6 +394,7 @@ where
                         let f = Arc::new(Flight {
                             state: Mutex::new(FlightState::Running),
                             done: Condvar::new(),
+                            leader: std::thread::current().id(),
                         });
                         flights.push((hash, key.clone(), Arc::clone(&f)));
                         (f, true)
@@ -416,6 +420,11 @@ where
                 lead.finish(v.clone());
                 return v;
             }
+            assert!(
+                flight.leader != std::thread::current().id(),
+                "lockscope::cache: a get_or_insert_with loader asked for its own key again; \
+                 it would wait for itself forever"
+            );
             // single flight: a waiter sleeps here until the loader is done.
             let mut st = flight.state.lock();
             loop {
