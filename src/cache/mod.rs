@@ -159,7 +159,7 @@ pub(crate) struct Flight<V> {
     done: Condvar,
     /// The thread running the loader: if it asks for the same key from
     /// inside the loader, waiting would wait for itself.
-    leader: std::thread::ThreadId,
+    leader: core::num::NonZeroUsize,
 }
 
 enum FlightState<V> {
@@ -394,7 +394,7 @@ where
                         let f = Arc::new(Flight {
                             state: Mutex::new(FlightState::Running),
                             done: Condvar::new(),
-                            leader: std::thread::current().id(),
+                            leader: crate::sync::current_thread_id(),
                         });
                         flights.push((hash, key.clone(), Arc::clone(&f)));
                         (f, true)
@@ -421,7 +421,7 @@ where
                 return v;
             }
             assert!(
-                flight.leader != std::thread::current().id(),
+                flight.leader != crate::sync::current_thread_id(),
                 "lockscope::cache: a get_or_insert_with loader asked for its own key again; \
                  it would wait for itself forever"
             );
