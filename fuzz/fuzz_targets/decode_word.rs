@@ -22,6 +22,7 @@ fuzz_target!(|input: (u64, u8, usize)| {
         problem: "fuzzed",
         word: rw as usize,
         decoded: RawRwLock::decode(rw as usize).to_string(),
+        detail: (address % 2 == 0).then(|| format!("fuzzed detail {address:#x}")),
     };
     let text = v.to_string();
     assert!(
