@@ -17,6 +17,16 @@ fn replay(keys: &[u64], mut get: impl FnMut(u64) -> bool) -> f64 {
     keys.iter().filter(|&&k| get(k)).count() as f64 / keys.len() as f64
 }
 
+/// Hit ratio of `cache` on `keys`, inserting each key that misses.
+fn replay_cache(cache: &TwoTierCache<u64, u64>, keys: &[u64]) -> f64 {
+    replay(keys, |k| {
+        cache.get(&k).is_some() || {
+            cache.insert(k, k);
+            false
+        }
+    })
+}
+
 fn main() {
     let len = std::env::args()
         .nth(1)
@@ -43,12 +53,7 @@ fn main() {
                 .observability(false)
                 .build()
                 .expect("valid configuration");
-            let h = replay(&s.keys, |k| {
-                c.get(&k).is_some() || {
-                    c.insert(k, k);
-                    false
-                }
-            });
+            let h = replay_cache(&c, &s.keys);
             print!(" {h:.4} |");
         }
         // Hill climbing reads the hit counts, so observability is on.
@@ -57,12 +62,7 @@ fn main() {
             .hill_climbing(true)
             .build()
             .expect("valid configuration");
-        let h = replay(&s.keys, |k| {
-            c.get(&k).is_some() || {
-                c.insert(k, k);
-                false
-            }
-        });
+        let h = replay_cache(&c, &s.keys);
         print!(" {h:.4} ({:.2}) |", c.patterns().hot_fraction);
         let q = quick_cache::sync::Cache::<u64, u64>::new(CAPACITY);
         let h = replay(&s.keys, |k| {

@@ -209,7 +209,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                 )
                 .is_ok())
         {
-            let acquired = self.lock_shared_slow(None, Location::caller());
+            let acquired = self.lock_read_slow(Mode::Shared, None, Location::caller());
             debug_assert!(acquired);
         } else {
             self.diag
@@ -441,15 +441,19 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURS
     #[track_caller]
     fn try_lock_shared_for(&self, timeout: Duration) -> Option<GuardMarker> {
         lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
-            self.lock_shared_slow(time::deadline_after(timeout), Location::caller())
-                .then(GuardMarker::new)
+            self.lock_read_slow(
+                Mode::Shared,
+                time::deadline_after(timeout),
+                Location::caller(),
+            )
+            .then(GuardMarker::new)
         })
     }
 
     #[track_caller]
     fn try_lock_shared_until(&self, deadline: Instant) -> Option<GuardMarker> {
         lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
-            self.lock_shared_slow(Some(deadline), Location::caller())
+            self.lock_read_slow(Mode::Shared, Some(deadline), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -481,7 +485,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
     #[track_caller]
     fn lock_upgradable(&self) -> GuardMarker {
         if lock_api::RawRwLockUpgrade::try_lock_upgradable(self).is_none() {
-            let acquired = self.lock_upgradable_slow(None, Location::caller());
+            let acquired = self.lock_read_slow(Mode::Upgradable, None, Location::caller());
             debug_assert!(acquired);
         }
         GuardMarker::new()
@@ -622,15 +626,19 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
     #[track_caller]
     fn try_lock_upgradable_for(&self, timeout: Duration) -> Option<GuardMarker> {
         lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
-            self.lock_upgradable_slow(time::deadline_after(timeout), Location::caller())
-                .then(GuardMarker::new)
+            self.lock_read_slow(
+                Mode::Upgradable,
+                time::deadline_after(timeout),
+                Location::caller(),
+            )
+            .then(GuardMarker::new)
         })
     }
 
     #[track_caller]
     fn try_lock_upgradable_until(&self, deadline: Instant) -> Option<GuardMarker> {
         lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
-            self.lock_upgradable_slow(Some(deadline), Location::caller())
+            self.lock_read_slow(Mode::Upgradable, Some(deadline), Location::caller())
                 .then(GuardMarker::new)
         })
     }
@@ -876,17 +884,23 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         }
     }
 
+    /// The slow path of a shared or upgradable acquisition (`mode`).
     #[cold]
-    fn lock_shared_slow(
+    fn lock_read_slow(
         &self,
+        mode: Mode,
         deadline: Option<Instant>,
         site: &'static Location<'static>,
     ) -> bool {
-        let mut ask = Ask::new(Mode::Shared, site, deadline, None);
-        let acquired = self.wait_shared(&mut ask);
-        self.diag.after_wait(ask.wait, acquired, Mode::Shared, site);
+        let mut ask = Ask::new(mode, site, deadline, None);
+        let acquired = if mode == Mode::Upgradable {
+            self.wait_upgradable(&mut ask)
+        } else {
+            self.wait_shared(&mut ask)
+        };
+        self.diag.after_wait(ask.wait, acquired, mode, site);
         if acquired {
-            self.diag.acquired_shared(Self::KIND, Mode::Shared, site);
+            self.diag.acquired_shared(Self::KIND, mode, site);
         }
         acquired
     }
@@ -920,23 +934,6 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                 Parked::TimedOut => return false,
             }
         }
-    }
-
-    #[cold]
-    fn lock_upgradable_slow(
-        &self,
-        deadline: Option<Instant>,
-        site: &'static Location<'static>,
-    ) -> bool {
-        let mut ask = Ask::new(Mode::Upgradable, site, deadline, None);
-        let acquired = self.wait_upgradable(&mut ask);
-        self.diag
-            .after_wait(ask.wait, acquired, Mode::Upgradable, site);
-        if acquired {
-            self.diag
-                .acquired_shared(Self::KIND, Mode::Upgradable, site);
-        }
-        acquired
     }
 
     fn wait_upgradable(&self, ask: &mut Ask) -> bool {
