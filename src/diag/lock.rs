@@ -35,76 +35,122 @@ const EXCLUSIVE_SAMPLE: u64 = 64;
 /// Timeouts kept per lock for snapshots.
 const RECENT_TIMEOUTS: usize = 8;
 
-/// `Tenure::held_ms` while the tenure lasts.
+/// `held_ms` of a tenure while it lasts.
 const HELD: u32 = u32::MAX;
+/// `held_ms` of a tenure while it lasts, when its holder parked for it: the
+/// release then records the wait (`StatsLine::holder_waited_ns`).
+const HELD_AFTER_WAIT: u32 = u32::MAX - 1;
+/// The longest hold a tenure records (49 days); longer ones read as this.
+const LONGEST_HOLD: u32 = u32::MAX - 2;
 
-/// One exclusive acquisition, as its holder recorded it.
-pub(crate) struct Tenure {
-    pub(crate) thread: AtomicPtr<ThreadRecord>,
-    pub(crate) site: AtomicPtr<Location<'static>>,
-    pub(crate) context: AtomicU64,
-    /// Precise acquisition time, written only when the tenure is sampled
-    /// (acquisition number a multiple of [`EXCLUSIVE_SAMPLE`]).
-    pub(crate) sampled_at: AtomicU64,
-    pub(crate) since: AtomicU32,
-    /// How long it lasted; [`HELD`] until it ends.
-    pub(crate) held_ms: AtomicU32,
-    /// How long the holder waited for it, if it parked: recorded in the
-    /// wait histogram after the release, outside the critical section.
-    pub(crate) waited_ns: AtomicU64,
+/// Written only by the thread holding the lock exclusively: the current and
+/// the previous exclusive tenure, alternating between two buffers (so that a
+/// release writes one field instead of copying the holder to a "last
+/// holder"), and the exclusive count that says which buffer is which.
+///
+/// Exactly one cache line, field arrays rather than an array of structs:
+/// every exclusive acquisition of a contended lock takes this line from the
+/// previous holder's core, and a second line (the tenures of 32 bytes each
+/// after an 8-byte count straddle one) cost a second transfer per handoff.
+#[repr(C, align(64))]
+pub(crate) struct ExclusiveLine {
+    /// Exclusive acquisitions so far; acquisition `n` (from 0) wrote
+    /// tenure `n % 2`.
+    pub(crate) acquisitions: AtomicU64,
+    sites: [AtomicPtr<Location<'static>>; 2],
+    contexts: [AtomicU64; 2],
+    /// The holder's thread record id (`ThreadRecord::id`, never 0).
+    threads: [AtomicU32; 2],
+    since: [AtomicU32; 2],
+    /// How long the tenure lasted; [`HELD`] or [`HELD_AFTER_WAIT`] until it
+    /// ends.
+    held_ms: [AtomicU32; 2],
 }
 
-impl Tenure {
-    const fn new() -> Self {
-        Tenure {
-            thread: AtomicPtr::new(ptr::null_mut()),
-            site: AtomicPtr::new(ptr::null_mut()),
-            context: AtomicU64::new(0),
-            sampled_at: AtomicU64::new(0),
-            since: AtomicU32::new(0),
-            held_ms: AtomicU32::new(0),
-            waited_ns: AtomicU64::new(0),
-        }
+const _: () = assert!(size_of::<ExclusiveLine>() == 64);
+
+/// One exclusive acquisition, as its holder recorded it: a view of one of
+/// the two tenures of an [`ExclusiveLine`].
+#[derive(Clone, Copy)]
+pub(crate) struct Tenure<'a> {
+    line: &'a ExclusiveLine,
+    i: usize,
+}
+
+impl Tenure<'_> {
+    /// The holder's thread record, if it still exists under that id.
+    pub(crate) fn thread(&self) -> Option<&'static ThreadRecord> {
+        thread::by_id(self.thread_id())
+    }
+
+    pub(crate) fn thread_id(&self) -> u32 {
+        self.line.threads[self.i].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn site(&self) -> *mut Location<'static> {
+        self.line.sites[self.i].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn context(&self) -> u64 {
+        self.line.contexts[self.i].load(Ordering::Relaxed)
+    }
+
+    /// Coarse time of the acquisition.
+    pub(crate) fn since(&self) -> u32 {
+        self.line.since[self.i].load(Ordering::Relaxed)
+    }
+
+    fn held_ms(&self) -> u32 {
+        self.line.held_ms[self.i].load(Ordering::Acquire)
+    }
+
+    fn lasts(&self) -> bool {
+        self.held_ms() >= HELD_AFTER_WAIT
     }
 }
 
-/// Written only by the thread holding the lock exclusively. The current and
-/// the previous tenure alternate between two buffers, so that a release
-/// writes two fields instead of copying the holder to a "last holder".
-#[repr(align(64))]
-pub(crate) struct ExclusiveLine {
-    /// Exclusive acquisitions so far; acquisition `n` (from 0) wrote
-    /// `tenures[n % 2]`.
-    pub(crate) acquisitions: AtomicU64,
-    pub(crate) tenures: [Tenure; 2],
-}
-
 impl ExclusiveLine {
+    const fn new() -> Self {
+        ExclusiveLine {
+            acquisitions: AtomicU64::new(0),
+            sites: [const { AtomicPtr::new(ptr::null_mut()) }; 2],
+            contexts: [const { AtomicU64::new(0) }; 2],
+            threads: [const { AtomicU32::new(0) }; 2],
+            since: [const { AtomicU32::new(0) }; 2],
+            held_ms: [const { AtomicU32::new(0) }; 2],
+        }
+    }
+
     /// The latest tenure, if any.
     #[inline]
-    fn latest(&self) -> Option<&Tenure> {
+    fn latest(&self) -> Option<Tenure<'_>> {
         match self.acquisitions.load(Ordering::Acquire) {
             0 => None,
-            n => Some(&self.tenures[((n - 1) % 2) as usize]),
+            n => Some(Tenure {
+                line: self,
+                i: ((n - 1) % 2) as usize,
+            }),
         }
     }
 
     /// The current holder's tenure, if the lock is held exclusively.
     #[inline]
-    pub(crate) fn current(&self) -> Option<&Tenure> {
-        self.latest()
-            .filter(|t| t.held_ms.load(Ordering::Acquire) == HELD)
+    pub(crate) fn current(&self) -> Option<Tenure<'_>> {
+        self.latest().filter(Tenure::lasts)
     }
 
     /// The last ended tenure, if any.
     #[inline]
-    fn last(&self) -> Option<&Tenure> {
+    fn last(&self) -> Option<Tenure<'_>> {
         let n = self.acquisitions.load(Ordering::Acquire);
         let latest = self.latest()?;
-        if latest.held_ms.load(Ordering::Acquire) != HELD {
+        if !latest.lasts() {
             Some(latest)
         } else if n >= 2 {
-            Some(&self.tenures[(n % 2) as usize])
+            Some(Tenure {
+                line: self,
+                i: (n % 2) as usize,
+            })
         } else {
             None
         }
@@ -117,6 +163,14 @@ pub(crate) struct StatsLine {
     pub(crate) shared_acquisitions: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) timeouts: AtomicU64,
+    /// Written only by the exclusive holder, and only when its tenure is
+    /// sampled for the hold-time histogram (one in [`EXCLUSIVE_SAMPLE`]):
+    /// the precise acquisition time.
+    pub(crate) holder_sampled_at: AtomicU64,
+    /// Written only by the exclusive holder, right after it parked for the
+    /// lock: how long it waited, for its release to record outside the
+    /// critical section (its tenure says [`HELD_AFTER_WAIT`]).
+    pub(crate) holder_waited_ns: AtomicU64,
     pub(crate) wait: Histogram,
     pub(crate) hold: Histogram,
     /// Wait time per waiting call site (for the contention profile).
@@ -222,14 +276,13 @@ impl LockDiag {
         site: &'static Location<'static>,
     ) -> &LockRecord {
         let fresh = Box::into_raw(Box::new(LockRecord {
-            excl: ExclusiveLine {
-                acquisitions: AtomicU64::new(0),
-                tenures: [Tenure::new(), Tenure::new()],
-            },
+            excl: ExclusiveLine::new(),
             stats: StatsLine {
                 shared_acquisitions: AtomicU64::new(0),
                 contended: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
+                holder_sampled_at: AtomicU64::new(0),
+                holder_waited_ns: AtomicU64::new(0),
                 wait: Histogram::new(),
                 hold: Histogram::new(),
                 sites: super::sites::WaitSites::new(),
@@ -281,22 +334,19 @@ impl LockDiag {
         // Only the exclusive holder writes this line, so a load and a store
         // count exactly without a locked instruction.
         let n = line.acquisitions.load(Ordering::Relaxed);
-        let tenure = &line.tenures[(n % 2) as usize];
+        let i = (n % 2) as usize;
         if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
             // The release knows from the count that this tenure is sampled.
-            tenure
-                .sampled_at
+            record
+                .stats
+                .holder_sampled_at
                 .store(clock::precise_ns(), Ordering::Relaxed);
         }
-        tenure
-            .thread
-            .store(ptr::from_ref(me).cast_mut(), Ordering::Relaxed);
-        tenure.site.store(site_ptr(site), Ordering::Relaxed);
-        tenure.since.store(now, Ordering::Relaxed);
-        tenure
-            .context
-            .store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        tenure.held_ms.store(HELD, Ordering::Relaxed);
+        line.threads[i].store(me.id, Ordering::Relaxed);
+        line.sites[i].store(site_ptr(site), Ordering::Relaxed);
+        line.since[i].store(now, Ordering::Relaxed);
+        line.contexts[i].store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        line.held_ms[i].store(HELD, Ordering::Relaxed);
         line.acquisitions.store(n + 1, Ordering::Release);
         if super::order::ON.load(Ordering::Relaxed) {
             super::order::acquired(record, Mode::Exclusive, site);
@@ -320,31 +370,27 @@ impl LockDiag {
         if n == 0 {
             return nothing;
         }
-        let tenure = &line.tenures[((n - 1) % 2) as usize];
-        if tenure.held_ms.load(Ordering::Relaxed) != HELD {
+        let i = ((n - 1) % 2) as usize;
+        let state = line.held_ms[i].load(Ordering::Relaxed);
+        if state < HELD_AFTER_WAIT {
             return nothing;
         }
-        let held = elapsed_ms(tenure.since.load(Ordering::Relaxed), clock::now_ms());
-        // Never HELD: a hold of 49 days reads as one a millisecond shorter.
-        tenure.held_ms.store(held.min(HELD - 1), Ordering::Release);
-        let mut release = Release {
-            wait_ns: tenure.waited_ns.load(Ordering::Relaxed),
-            sampled_at: if (n - 1).is_multiple_of(EXCLUSIVE_SAMPLE) {
-                tenure.sampled_at.load(Ordering::Relaxed)
-            } else {
-                0
-            },
-            site: ptr::null_mut(),
-        };
-        if release.wait_ns != 0 {
-            tenure.waited_ns.store(0, Ordering::Relaxed);
-            release.site = tenure.site.load(Ordering::Relaxed);
+        let since = line.since[i].load(Ordering::Relaxed);
+        let held = elapsed_ms(since, clock::now_ms()).min(LONGEST_HOLD);
+        line.held_ms[i].store(held, Ordering::Release);
+        let mut release = nothing;
+        if (n - 1).is_multiple_of(EXCLUSIVE_SAMPLE) {
+            release.sampled_at = record.stats.holder_sampled_at.load(Ordering::Relaxed);
+        }
+        if state == HELD_AFTER_WAIT {
+            release.wait_ns = record.stats.holder_waited_ns.load(Ordering::Relaxed);
+            release.site = line.sites[i].load(Ordering::Relaxed);
         }
         if held >= super::slow_hold_ms() {
             record.slow_hold(
                 Mode::Exclusive,
-                tenure.site.load(Ordering::Relaxed),
-                tenure.context.load(Ordering::Relaxed),
+                line.sites[i].load(Ordering::Relaxed),
+                line.contexts[i].load(Ordering::Relaxed),
                 held,
             );
         }
@@ -476,10 +522,10 @@ impl LockDiag {
         // A tenure older than this thread's claim on its record is that of
         // an exited thread (a leaked guard) whose record this one reuses.
         if let Some(tenure) = record.excl.current()
-            && tenure.thread.load(Ordering::Relaxed) == ptr::from_ref(me).cast_mut()
-            && me.alive_since(tenure.since.load(Ordering::Relaxed))
+            && tenure.thread_id() == me.id
+            && me.alive_since(tenure.since())
         {
-            let held_at = site_ref(tenure.site.load(Ordering::Relaxed)).map_or_else(
+            let held_at = site_ref(tenure.site()).map_or_else(
                 || "an unknown site".to_string(),
                 |s| format!("{}:{}", s.file(), s.line()),
             );
@@ -548,7 +594,11 @@ impl LockDiag {
         {
             // Called right after the acquisition, by the holder: recorded
             // after its release, outside the critical section.
-            tenure.waited_ns.store(waited, Ordering::Relaxed);
+            record
+                .stats
+                .holder_waited_ns
+                .store(waited, Ordering::Relaxed);
+            record.excl.held_ms[tenure.i].store(HELD_AFTER_WAIT, Ordering::Relaxed);
         } else {
             record.stats.wait.record(waited);
             record.stats.sites.add(site, waited);
@@ -701,17 +751,14 @@ impl LockRecord {
         let now = clock::now_ms();
         let mut holders = Vec::new();
         if let Some(tenure) = self.excl.current()
-            && let Some(thread) = thread::unsafe_ref(tenure.thread.load(Ordering::Relaxed))
+            && let Some(thread) = tenure.thread()
         {
             holders.push(Holder {
                 thread: super::thread_info(thread),
                 mode: Mode::Exclusive,
-                site: site_ref(tenure.site.load(Ordering::Relaxed)),
-                held_for: Duration::from_millis(u64::from(elapsed_ms(
-                    tenure.since.load(Ordering::Relaxed),
-                    now,
-                ))),
-                context: tenure.context.load(Ordering::Relaxed),
+                site: site_ref(tenure.site()),
+                held_for: Duration::from_millis(u64::from(elapsed_ms(tenure.since(), now))),
+                context: tenure.context(),
             });
         }
         let me = ptr::from_ref(self).cast_mut();
@@ -757,15 +804,15 @@ impl LockRecord {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let line = &self.excl;
         let last_holder = line.last().and_then(|tenure| {
-            let thread = thread::unsafe_ref(tenure.thread.load(Ordering::Relaxed))?;
-            let held_ms = tenure.held_ms.load(Ordering::Relaxed);
-            let ended = tenure.since.load(Ordering::Relaxed).wrapping_add(held_ms);
+            let thread = tenure.thread()?;
+            let held_ms = tenure.held_ms();
+            let ended = tenure.since().wrapping_add(held_ms);
             Some(LastHolder {
                 thread: super::thread_info(thread),
-                site: site_ref(tenure.site.load(Ordering::Relaxed)),
+                site: site_ref(tenure.site()),
                 held: Duration::from_millis(u64::from(held_ms)),
                 released_ago: Duration::from_millis(u64::from(elapsed_ms(ended, clock::now_ms()))),
-                context: tenure.context.load(Ordering::Relaxed),
+                context: tenure.context(),
             })
         });
         let stats = &self.stats;

@@ -242,7 +242,7 @@ mod on {
                     && record
                         .excl
                         .current()
-                        .is_some_and(|t| ptr::eq(t.thread.load(Ordering::Relaxed), me))
+                        .is_some_and(|t| t.thread_id() == me.id)
             }
             mode => me.find(held.record.cast_mut(), mode).is_some(),
         }

@@ -60,8 +60,8 @@ fn seen(record: &LockRecord) -> Seen {
     // A leaked exclusive guard outlives its thread, whose record may since
     // have been claimed by a new thread: that one does not hold the lock.
     if let Some(tenure) = record.excl.current()
-        && let Some(owner) = thread::unsafe_ref(tenure.thread.load(Ordering::Relaxed))
-        && !owner.alive_since(tenure.since.load(Ordering::Relaxed))
+        && let Some(owner) = tenure.thread()
+        && !owner.alive_since(tenure.since())
     {
         for holder in holders
             .iter_mut()
@@ -127,7 +127,7 @@ pub(crate) fn scan(wait_threshold: Duration, hold_threshold: Duration) -> Scan {
         let long_exclusive = record
             .excl
             .current()
-            .is_some_and(|t| elapsed_ms(t.since.load(Ordering::Relaxed), now) >= hold_ms);
+            .is_some_and(|t| elapsed_ms(t.since(), now) >= hold_ms);
         if long_exclusive || watched.contains(&addr) {
             locks.push(seen(record));
         }

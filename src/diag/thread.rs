@@ -138,6 +138,22 @@ pub(crate) fn unsafe_ref(record: *const ThreadRecord) -> Option<&'static ThreadR
     unsafe { record.as_ref() }
 }
 
+/// The record with id `id` (0: none). Walks every record: for snapshots and
+/// scans, never on a lock path.
+pub(crate) fn by_id(id: u32) -> Option<&'static ThreadRecord> {
+    if id == 0 {
+        return None;
+    }
+    let mut at = THREADS.load(Ordering::Acquire);
+    while let Some(record) = unsafe_ref(at) {
+        if record.id == id {
+            return Some(record);
+        }
+        at = record.next.cast_mut();
+    }
+    None
+}
+
 /// The calling thread's record; `None` while the thread is being torn down.
 #[inline]
 pub(crate) fn current() -> Option<&'static ThreadRecord> {
