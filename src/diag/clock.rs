@@ -4,7 +4,7 @@
 //! acquisition paths never read one. They read [`now_ms`]: one relaxed load of
 //! a global that a ticker thread refreshes every millisecond. Precise time
 //! ([`precise_ns`]) is read only by a thread about to park, which can afford
-//! it, and by one acquisition in 64 for the hold-time histogram.
+//! it, and by one acquisition in 256 for the hold-time histogram.
 
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};

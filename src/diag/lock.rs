@@ -3,16 +3,17 @@
 //! acquisition and listed in the registry.
 //!
 //! Cost on an uncontended acquisition and release, by mode:
-//! - exclusive: the holder's thread, call site, context and coarse time are
-//!   stored in the record's exclusive line, which only the holder writes;
-//!   the release copies them to the last-holder fields and counts the
-//!   acquisition (exactly: the holder is alone). One in 64 exclusive
-//!   acquisitions of each lock reads the precise clock for the hold-time
-//!   histogram.
+//! - exclusive: the holder's thread id, call site, context and coarse time
+//!   are stored in the record's exclusive line (one cache line, which only
+//!   the holder writes), in the tenure that a tag bit of the lock's record
+//!   pointer names; the release ends the tenure, counts it (exactly: the
+//!   holder is alone) and flips the tag, so the ended tenure stays as the
+//!   last holder. One in 256 exclusive acquisitions of each thread (random
+//!   gaps) reads the precise clock for the hold-time histogram.
 //! - shared and upgradable: a hold slot in the thread's own record; no write
 //!   to any line other readers touch. One shared acquisition in 64 per thread
-//!   (random gaps) is sampled: it adds its gap to the lock's shared count and
-//!   times its hold.
+//!   (random gaps) is sampled: it adds its gap to the lock's shared count, and
+//!   one such sample in four also times its hold.
 //! - waiting (slow path, about to park): precise clock, wait slot, counters,
 //!   wait-time histogram, self-deadlock check; timeouts also list the holders
 //!   and emit a `tracing` event.
@@ -30,23 +31,39 @@ use super::histogram::Histogram;
 use super::thread::{self, ThreadRecord};
 use super::{Holder, LastHolder, LockStats, Snapshot, TimeoutRecord, Waiter};
 
-/// Exclusive acquisitions of one lock between two sampled ones.
-const EXCLUSIVE_SAMPLE: u64 = 64;
 /// Timeouts kept per lock for snapshots.
 const RECENT_TIMEOUTS: usize = 8;
 
-/// `held_ms` of a tenure while it lasts.
+/// `held_ms` of a tenure while it lasts is `HELD - flags`, with these flags.
 const HELD: u32 = u32::MAX;
-/// `held_ms` of a tenure while it lasts, when its holder parked for it: the
-/// release then records the wait (`StatsLine::holder_waited_ns`).
-const HELD_AFTER_WAIT: u32 = u32::MAX - 1;
+/// The holder parked for the lock: its release records the wait
+/// (`StatsLine::holder_waited_ns`).
+const WAITED: u32 = 1;
+/// The tenure is sampled for the hold-time histogram
+/// (`StatsLine::holder_sampled_at`).
+const SAMPLED: u32 = 2;
+/// The lowest `held_ms` of a lasting tenure.
+const LASTING: u32 = HELD - (WAITED | SAMPLED);
 /// The longest hold a tenure records (49 days); longer ones read as this.
-const LONGEST_HOLD: u32 = u32::MAX - 2;
+const LONGEST_HOLD: u32 = LASTING - 1;
+
+/// The tag bit of `LockDiag::record`: which of the two tenures the next
+/// exclusive acquisition writes. The record is 64-byte aligned, so the low
+/// bits of its address are free.
+const NEXT_TENURE: usize = 1;
 
 /// Written only by the thread holding the lock exclusively: the current and
 /// the previous exclusive tenure, alternating between two buffers (so that a
 /// release writes one field instead of copying the holder to a "last
-/// holder"), and the exclusive count that says which buffer is which.
+/// holder"), and the count of ended tenures, which says which buffer is
+/// which: with `n` ended, tenure `n % 2` is the current one (if it lasts)
+/// and `(n - 1) % 2` the last one.
+///
+/// An acquisition does not read this line: it learns which buffer to write
+/// from a tag bit of the record pointer in the lock itself (whose line it
+/// owns after its compare-exchange), so its stores here do not wait for the
+/// line to arrive from the previous holder's core; the release, which does
+/// read here, comes after the critical section, by when the line has come.
 ///
 /// Exactly one cache line, field arrays rather than an array of structs:
 /// every exclusive acquisition of a contended lock takes this line from the
@@ -54,16 +71,15 @@ const LONGEST_HOLD: u32 = u32::MAX - 2;
 /// after an 8-byte count straddle one) cost a second transfer per handoff.
 #[repr(C, align(64))]
 pub(crate) struct ExclusiveLine {
-    /// Exclusive acquisitions so far; acquisition `n` (from 0) wrote
-    /// tenure `n % 2`.
-    pub(crate) acquisitions: AtomicU64,
+    /// Exclusive tenures that have ended.
+    pub(crate) ended: AtomicU64,
     sites: [AtomicPtr<Location<'static>>; 2],
     contexts: [AtomicU64; 2],
     /// The holder's thread record id (`ThreadRecord::id`, never 0).
     threads: [AtomicU32; 2],
     since: [AtomicU32; 2],
-    /// How long the tenure lasted; [`HELD`] or [`HELD_AFTER_WAIT`] until it
-    /// ends.
+    /// How long the tenure lasted; `HELD - flags` (at least [`LASTING`])
+    /// until it ends.
     held_ms: [AtomicU32; 2],
 }
 
@@ -105,14 +121,14 @@ impl Tenure<'_> {
     }
 
     fn lasts(&self) -> bool {
-        self.held_ms() >= HELD_AFTER_WAIT
+        self.held_ms() >= LASTING
     }
 }
 
 impl ExclusiveLine {
     const fn new() -> Self {
         ExclusiveLine {
-            acquisitions: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
             sites: [const { AtomicPtr::new(ptr::null_mut()) }; 2],
             contexts: [const { AtomicU64::new(0) }; 2],
             threads: [const { AtomicU32::new(0) }; 2],
@@ -121,39 +137,30 @@ impl ExclusiveLine {
         }
     }
 
-    /// The latest tenure, if any.
-    #[inline]
-    fn latest(&self) -> Option<Tenure<'_>> {
-        match self.acquisitions.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(Tenure {
-                line: self,
-                i: ((n - 1) % 2) as usize,
-            }),
-        }
-    }
-
     /// The current holder's tenure, if the lock is held exclusively.
     #[inline]
     pub(crate) fn current(&self) -> Option<Tenure<'_>> {
-        self.latest().filter(Tenure::lasts)
+        let n = self.ended.load(Ordering::Acquire);
+        let tenure = Tenure {
+            line: self,
+            i: (n % 2) as usize,
+        };
+        tenure.lasts().then_some(tenure)
     }
 
     /// The last ended tenure, if any.
     #[inline]
     fn last(&self) -> Option<Tenure<'_>> {
-        let n = self.acquisitions.load(Ordering::Acquire);
-        let latest = self.latest()?;
-        if !latest.lasts() {
-            Some(latest)
-        } else if n >= 2 {
-            Some(Tenure {
-                line: self,
-                i: (n % 2) as usize,
-            })
-        } else {
-            None
-        }
+        let n = self.ended.load(Ordering::Acquire);
+        (n > 0).then(|| Tenure {
+            line: self,
+            i: ((n - 1) % 2) as usize,
+        })
+    }
+
+    /// Exclusive acquisitions so far (the current one included).
+    pub(crate) fn acquisitions(&self) -> u64 {
+        self.ended.load(Ordering::Acquire) + u64::from(self.current().is_some())
     }
 }
 
@@ -164,12 +171,11 @@ pub(crate) struct StatsLine {
     pub(crate) contended: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     /// Written only by the exclusive holder, and only when its tenure is
-    /// sampled for the hold-time histogram (one in [`EXCLUSIVE_SAMPLE`]):
-    /// the precise acquisition time.
+    /// sampled for the hold-time histogram: the precise acquisition time.
     pub(crate) holder_sampled_at: AtomicU64,
     /// Written only by the exclusive holder, right after it parked for the
     /// lock: how long it waited, for its release to record outside the
-    /// critical section (its tenure says [`HELD_AFTER_WAIT`]).
+    /// critical section (its tenure has the [`WAITED`] flag).
     pub(crate) holder_waited_ns: AtomicU64,
     pub(crate) wait: Histogram,
     pub(crate) hold: Histogram,
@@ -255,9 +261,11 @@ impl LockDiag {
     /// The record, if the lock has been acquired (or labelled) yet.
     #[inline]
     pub(crate) fn get(&self) -> Option<&LockRecord> {
+        let tagged = self.record.load(Ordering::Acquire);
         // SAFETY: a non-null record stays allocated until this lock drops
-        // (`retire`), and `&self` proves it has not.
-        unsafe { self.record.load(Ordering::Acquire).as_ref() }
+        // (`retire`), and `&self` proves it has not; the tag bit is not part
+        // of its address.
+        unsafe { tagged.map_addr(|a| a & !NEXT_TENURE).as_ref() }
     }
 
     #[inline]
@@ -310,14 +318,14 @@ impl LockDiag {
                 // SAFETY: `fresh` was never shared.
                 drop(unsafe { Box::from_raw(fresh) });
                 // SAFETY: as in `get`.
-                unsafe { &*winner }
+                unsafe { &*winner.map_addr(|a| a & !NEXT_TENURE) }
             }
         }
     }
 
     /// The lock is being dropped: its record leaves the registry.
     pub(crate) fn retire(&mut self) {
-        let record = *self.record.get_mut();
+        let record = self.record.get_mut().map_addr(|a| a & !NEXT_TENURE);
         if !record.is_null() {
             super::order::retired(record);
             super::registry::retire(record);
@@ -331,12 +339,11 @@ impl LockDiag {
         let Some(me) = thread::current() else { return };
         let now = clock::now_ms();
         let line = &record.excl;
-        // Only the exclusive holder writes this line, so a load and a store
-        // count exactly without a locked instruction.
-        let n = line.acquisitions.load(Ordering::Relaxed);
-        let i = (n % 2) as usize;
-        if n.is_multiple_of(EXCLUSIVE_SAMPLE) {
-            // The release knows from the count that this tenure is sampled.
+        // Only the exclusive holder writes the tag and this tenure.
+        let i = self.record.load(Ordering::Relaxed).addr() & NEXT_TENURE;
+        let mut flags = 0;
+        if me.sample_exclusive() {
+            flags = SAMPLED;
             record
                 .stats
                 .holder_sampled_at
@@ -346,8 +353,7 @@ impl LockDiag {
         line.sites[i].store(site_ptr(site), Ordering::Relaxed);
         line.since[i].store(now, Ordering::Relaxed);
         line.contexts[i].store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        line.held_ms[i].store(HELD, Ordering::Relaxed);
-        line.acquisitions.store(n + 1, Ordering::Release);
+        line.held_ms[i].store(HELD - flags, Ordering::Release);
         if super::order::ON.load(Ordering::Relaxed) {
             super::order::acquired(record, Mode::Exclusive, site);
         }
@@ -366,23 +372,29 @@ impl LockDiag {
             return nothing;
         };
         let line = &record.excl;
-        let n = line.acquisitions.load(Ordering::Acquire);
-        if n == 0 {
-            return nothing;
-        }
-        let i = ((n - 1) % 2) as usize;
+        let tagged = self.record.load(Ordering::Relaxed);
+        let i = tagged.addr() & NEXT_TENURE;
         let state = line.held_ms[i].load(Ordering::Relaxed);
-        if state < HELD_AFTER_WAIT {
+        if state < LASTING {
+            // No tenure was recorded (the thread had no record), or this is
+            // a misuse the lock word will refuse.
             return nothing;
         }
         let since = line.since[i].load(Ordering::Relaxed);
         let held = elapsed_ms(since, clock::now_ms()).min(LONGEST_HOLD);
         line.held_ms[i].store(held, Ordering::Release);
+        // Only the holder writes the count, so a load and a store count
+        // exactly without a locked instruction.
+        let ended = line.ended.load(Ordering::Relaxed);
+        line.ended.store(ended + 1, Ordering::Release);
+        self.record
+            .store(tagged.map_addr(|a| a ^ NEXT_TENURE), Ordering::Relaxed);
+        let flags = HELD - state;
         let mut release = nothing;
-        if (n - 1).is_multiple_of(EXCLUSIVE_SAMPLE) {
+        if flags & SAMPLED != 0 {
             release.sampled_at = record.stats.holder_sampled_at.load(Ordering::Relaxed);
         }
-        if state == HELD_AFTER_WAIT {
+        if flags & WAITED != 0 {
             release.wait_ns = record.stats.holder_waited_ns.load(Ordering::Relaxed);
             release.site = line.sites[i].load(Ordering::Relaxed);
         }
@@ -598,7 +610,8 @@ impl LockDiag {
                 .stats
                 .holder_waited_ns
                 .store(waited, Ordering::Relaxed);
-            record.excl.held_ms[tenure.i].store(HELD_AFTER_WAIT, Ordering::Relaxed);
+            let held = &record.excl.held_ms[tenure.i];
+            held.store(held.load(Ordering::Relaxed) - WAITED, Ordering::Relaxed);
         } else {
             record.stats.wait.record(waited);
             record.stats.sites.add(site, waited);
@@ -833,7 +846,7 @@ impl LockRecord {
             waiters: self.waiters(),
             last_holder,
             stats: LockStats {
-                exclusive_acquisitions: line.acquisitions.load(Ordering::Relaxed),
+                exclusive_acquisitions: line.acquisitions(),
                 shared_acquisitions: stats.shared_acquisitions.load(Ordering::Relaxed),
                 contended: stats.contended.load(Ordering::Relaxed),
                 timeouts: stats.timeouts.load(Ordering::Relaxed),

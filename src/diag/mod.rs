@@ -32,8 +32,8 @@
 //!   previous sample, whichever locks they were on: an estimate, unbiased
 //!   over many samples; a thread that reads only one lock puts it within
 //!   127 of the truth at each end of its run); the hold-time
-//!   histogram (one exclusive acquisition in 64 per lock, one shared
-//!   acquisition in 64 per thread);
+//!   histogram (one acquisition in 256 per thread and mode on average,
+//!   random gaps);
 //! - coarse (1 ms ticks): holder and waiter ages, last hold duration, the
 //!   slow-hold threshold.
 

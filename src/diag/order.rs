@@ -213,7 +213,8 @@ mod on {
         record: *const LockRecord,
         mode: Mode,
         site: Site,
-        /// For an exclusive hold: the lock's acquisition count after it.
+        /// For an exclusive hold: the lock's count of ended exclusive
+        /// tenures when it began (constant while it lasts).
         acquisition: u64,
     }
 
@@ -238,7 +239,7 @@ mod on {
         let record = unsafe { &*held.record };
         match held.mode {
             Mode::Exclusive => {
-                record.excl.acquisitions.load(Ordering::Acquire) == held.acquisition
+                record.excl.ended.load(Ordering::Acquire) == held.acquisition
                     && record
                         .excl
                         .current()
@@ -254,7 +255,7 @@ mod on {
     pub(crate) fn acquired(record: &LockRecord, mode: Mode, site: Site) {
         let Some(me) = thread::current() else { return };
         let acquisition = match mode {
-            Mode::Exclusive => record.excl.acquisitions.load(Ordering::Relaxed),
+            Mode::Exclusive => record.excl.ended.load(Ordering::Relaxed),
             _ => 0,
         };
         let mut found = Vec::new();

@@ -24,6 +24,10 @@ use super::lock::LockRecord;
 /// Shared holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
 pub(crate) const HOLD_SLOTS: usize = 8;
+/// Acquisitions per timed one (for the hold-time histogram), on average, in
+/// each mode: a timed hold reads the precise clock twice, which costs as
+/// much as ten uncontended acquisitions on these machines.
+pub(crate) const TIMED_GAP: u32 = 256;
 /// Bytes of a thread's name that reports show.
 const NAME_BYTES: usize = 48;
 
@@ -77,6 +81,9 @@ pub(crate) struct ThreadRecord {
     pub(crate) overflow: AtomicU32,
     /// Shared acquisitions left until the next sampled one.
     countdown: AtomicU32,
+    /// Exclusive acquisitions left until the next one sampled for the
+    /// hold-time histogram.
+    exclusive_countdown: AtomicU32,
     /// The length of the current sampling gap: what the next sample stands for.
     last_gap: AtomicU32,
     rng: AtomicU32,
@@ -223,6 +230,7 @@ fn create() -> &'static ThreadRecord {
         context: AtomicU64::new(0),
         overflow: AtomicU32::new(0),
         countdown: AtomicU32::new(0),
+        exclusive_countdown: AtomicU32::new(0),
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
@@ -330,9 +338,15 @@ impl ThreadRecord {
             return 0;
         }
         let gap = self.next_gap();
-        slot.sampled_at
-            .store(super::clock::precise_ns(), Ordering::Relaxed);
-        self.holds[i].store(tag(lock, mode) | SAMPLED, Ordering::Release);
+        // Counted samples are one in 64; one in `TIMED_GAP / 64` of them is
+        // also timed (two precise clock reads, the dearest part of a sample).
+        if (self.rng.load(Ordering::Relaxed) >> 16).is_multiple_of(TIMED_GAP / 64) {
+            slot.sampled_at
+                .store(super::clock::precise_ns(), Ordering::Relaxed);
+            self.holds[i].store(tag(lock, mode) | SAMPLED, Ordering::Release);
+        } else {
+            self.holds[i].store(tag(lock, mode), Ordering::Release);
+        }
         gap
     }
 
@@ -346,16 +360,38 @@ impl ThreadRecord {
         (1..HOLD_SLOTS).find(|&i| self.holds[i].load(Ordering::Relaxed) & !SAMPLED == word)
     }
 
-    /// Picks the length of the next sampling gap: uniform in 1..=127, so 64
-    /// on average, and never in step with a loop over a few locks.
+    /// Whether this exclusive acquisition is sampled for the hold-time
+    /// histogram: one in [`TIMED_GAP`] of the thread's exclusive
+    /// acquisitions on average, with random gaps (so that a loop over a few
+    /// locks samples each of them).
+    #[inline]
+    pub(crate) fn sample_exclusive(&self) -> bool {
+        let left = self.exclusive_countdown.load(Ordering::Relaxed);
+        if left != 0 {
+            self.exclusive_countdown.store(left - 1, Ordering::Relaxed);
+            return false;
+        }
+        let gap = self.random_gap(2 * TIMED_GAP - 1);
+        self.exclusive_countdown.store(gap - 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Uniform in `1..=span`.
     #[cold]
-    fn next_gap(&self) -> u32 {
+    fn random_gap(&self, span: u32) -> u32 {
         let mut x = self.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         self.rng.store(x, Ordering::Relaxed);
-        let gap = (x % 127) + 1;
+        (x % span) + 1
+    }
+
+    /// Picks the length of the next sampling gap: uniform in 1..=127, so 64
+    /// on average, and never in step with a loop over a few locks.
+    #[cold]
+    fn next_gap(&self) -> u32 {
+        let gap = self.random_gap(127);
         self.countdown.store(gap - 1, Ordering::Relaxed);
         // This sample stands for the acquisitions of the gap that ended.
         self.last_gap.swap(gap, Ordering::Relaxed)
