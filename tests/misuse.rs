@@ -256,8 +256,68 @@ fn violation_display_and_word_decoders() {
     let all = lockscope::RawRwLock::decode(usize::MAX);
     assert!(!all.is_valid(), "an all-ones word must be invalid: {all}");
     assert!(all.to_string().contains("INVALID"));
-    for bad in [0b0010, 0b1010, 0b0100, 0b1_1100] {
+    // A count with the reader field's top bit set is never real: what a
+    // release of a read lock that was not held leaves before it is undone.
+    let wrapped = 0b1000usize.wrapping_sub(0b1_0000);
+    for bad in [0b0010, 0b0100, 0b1_1100, wrapped] {
         assert!(!lockscope::RawRwLock::decode(bad).is_valid(), "{bad:#b}");
     }
     assert!(lockscope::RawRwLock::decode(0b1_1010).is_valid());
+    // The last reader has left and is about to wake the parked writer.
+    assert!(lockscope::RawRwLock::decode(0b1010).is_valid());
+}
+
+/// A read release is one atomic subtraction (as in parking_lot); one that
+/// releases a read lock nobody holds is undone at once and reported. Writers
+/// working on the lock meanwhile may see the undone count for an instant:
+/// none of them may be reported, lose a write, hang, or leave a broken word.
+#[test]
+fn a_faulty_read_release_among_busy_writers_is_undone_and_harms_none() {
+    const WRITES: u64 = 200_000;
+    const FAULTS: u64 = 5_000;
+    let _s = serial();
+    let lock = std::sync::Arc::new(RwLock::new(0u64));
+    let before = lockscope::violations_reported();
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let lock = std::sync::Arc::clone(&lock);
+            std::thread::spawn(move || {
+                for _ in 0..WRITES {
+                    *lock.write() += 1;
+                }
+            })
+        })
+        .collect();
+    let faulty = {
+        let lock = std::sync::Arc::clone(&lock);
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for _ in 0..FAULTS {
+                // SAFETY (of the test): no read lock is ever held, so this
+                // release is always a misuse, which the lock must refuse.
+                let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+                    lock.force_unlock_read(raw_guard())
+                }));
+                refused += u64::from(r.is_err());
+            }
+            refused
+        })
+    };
+    for w in writers {
+        w.join()
+            .expect("a writer was hurt by another thread's misuse");
+    }
+    let refused = faulty.join().unwrap();
+    std::panic::set_hook(quiet);
+    assert_eq!(refused, FAULTS, "every faulty release is refused");
+    assert_eq!(
+        lockscope::violations_reported(),
+        before + FAULTS,
+        "the faulty releases, and nothing else, were reported"
+    );
+    assert_eq!(*lock.read(), 2 * WRITES);
+    let w = unsafe { lock.raw() }.word();
+    assert!(w.is_valid() && w.raw == 0, "{w}");
 }

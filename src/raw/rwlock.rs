@@ -4,11 +4,16 @@
 //! queue). A writer that has claimed the lock but still waits for readers to
 //! leave parks alone on the address plus one (the drain queue).
 //!
-//! Every transition checks the state it starts from, and bits are only ever
-//! cleared with AND-NOT of bits seen set in the very word a compare-exchange
-//! replaces. A precomputed subtraction of "the bits I set earlier" is what let
-//! a timed-out writer wrap parking_lot's word to all ones when the last reader
-//! had already cleared one of those bits; no transition here can do that.
+//! Every transition checks the state it starts from, and flag bits are only
+//! ever cleared with AND-NOT of bits seen set in the very word a
+//! compare-exchange replaces. A precomputed subtraction of "the bits I set
+//! earlier" is what let a timed-out writer wrap parking_lot's word to all ones
+//! when the last reader had already cleared one of those bits; no transition
+//! here can do that. The one subtraction is a read release's `ONE_READER`
+//! (one atomic subtraction, as in parking_lot: a compare-exchange fails and
+//! retries whenever two readers leave at once). It touches only the reader
+//! count, whose state it checks in the word it replaced: a release of a
+//! read lock that was not held is undone at once and reported.
 
 use core::cell::Cell;
 use core::fmt;
@@ -30,8 +35,10 @@ use crate::sync::time::{self, Duration, Instant};
 // lock when the queue empties.
 const PARKED: usize = 0b0001;
 // The writer holding WRITER is parked in the drain queue, waiting for the
-// readers still counted to leave. Requires WRITER and a non-zero reader count;
-// the reader that brings the count to zero clears it in the same exchange.
+// readers still counted to leave. Requires WRITER. Set only while readers are
+// counted; with none counted it means the last reader has just left and is
+// about to clear it and wake the writer (or the writer, awake by then, clears
+// it itself as it takes the lock).
 const WRITER_PARKED: usize = 0b0010;
 // An upgradable reader holds the lock; it is one of the counted readers.
 // Requires a non-zero reader count and excludes WRITER.
@@ -41,9 +48,12 @@ const UPGRADABLE: usize = 0b0100;
 // readers queue behind it (unless the lock is recursive).
 const WRITER: usize = 0b1000;
 // The number of readers holding the lock, upgradable one included, counted in
-// the remaining high bits in units of ONE_READER.
+// the remaining high bits in units of ONE_READER, at most MAX_READERS. A
+// count above that is never real: it is what a release of a read lock that
+// was not held leaves for an instant (the count wraps) before it is undone.
 const ONE_READER: usize = 0b1_0000;
 const READERS: usize = !(ONE_READER - 1);
+const MAX_READERS: usize = READERS >> (ONE_READER.trailing_zeros() + 1);
 
 #[inline]
 const fn readers(state: usize) -> usize {
@@ -54,8 +64,10 @@ const fn readers(state: usize) -> usize {
 const fn broken_invariant(state: usize) -> Option<&'static str> {
     if state & WRITER_PARKED != 0 && state & WRITER == 0 {
         Some("a writer is parked but no writer is recorded")
-    } else if state & WRITER_PARKED != 0 && state & READERS == 0 {
-        Some("a writer waits for readers but none are counted")
+    } else if readers(state) > MAX_READERS {
+        Some(
+            "the reader count is beyond any real count (a release of a read lock that was not held)",
+        )
     } else if state & UPGRADABLE != 0 && state & WRITER != 0 {
         Some("an upgradable reader and a writer at once")
     } else if state & UPGRADABLE != 0 && state & READERS == 0 {
@@ -198,7 +210,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     fn lock_shared(&self) -> GuardMarker {
         let state = self.state.load(Ordering::Relaxed);
         if !(Self::admits_reader(state)
-            && state <= usize::MAX - ONE_READER
+            && state < MAX_READERS << ONE_READER.trailing_zeros()
             && self
                 .state
                 .compare_exchange_weak(
@@ -226,7 +238,10 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             if !Self::admits_reader(state) {
                 return None;
             }
-            let next = self.add_reader(state, "try_lock_shared");
+            let Some(next) = self.add_reader(state, "try_lock_shared") else {
+                state = self.state.load(Ordering::Relaxed);
+                continue;
+            };
             match self.state.compare_exchange_weak(
                 state,
                 next,
@@ -246,67 +261,15 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline]
     #[track_caller]
     unsafe fn unlock_shared(&self, _guard: GuardMarker) {
-        // The lone reader's release, guessed: an exchange whose expected
-        // value does not wait for a load of the word (a load right after
-        // the acquiring exchange would stall until that exchange retires).
-        let mut state =
-            match self
-                .state
-                .compare_exchange(ONE_READER, 0, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.diag.released_shared(Mode::Shared);
-                    return;
-                }
-                Err(now) => now,
-            };
-        // The common case in one exchange: readers are counted, no writer is
-        // parked waiting for them and no upgradable reader is counted, so
-        // every invariant holds before and after one reader leaves.
-        if state & (WRITER_PARKED | UPGRADABLE) == 0
-            && state >= ONE_READER
-            && self
-                .state
-                .compare_exchange_weak(
-                    state,
-                    state - ONE_READER,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
+        let prev = self.state.fetch_sub(ONE_READER, Ordering::Release);
+        // The common case: readers were counted, no writer waits for them and
+        // no upgradable reader is among them, so one reader fewer breaks no
+        // invariant. (A count above MAX_READERS is not a real one.)
+        let common = prev & (WRITER_PARKED | UPGRADABLE) == 0
+            && (ONE_READER..=MAX_READERS << ONE_READER.trailing_zeros())
+                .contains(&(prev & READERS));
+        if common || self.unlock_shared_slow(prev) {
             self.diag.released_shared(Mode::Shared);
-            return;
-        }
-        loop {
-            let upgradable = if state & UPGRADABLE != 0 { 1 } else { 0 };
-            if readers(state) <= upgradable || broken_invariant(state).is_some() {
-                return self.refuse(
-                    "unlock_shared",
-                    "no read lock is held (besides an upgradable one)",
-                    state,
-                );
-            }
-            let mut next = state - ONE_READER;
-            let last_before_writer = next & READERS == 0 && next & WRITER_PARKED != 0;
-            if last_before_writer {
-                next &= !WRITER_PARKED;
-            }
-            match self.state.compare_exchange_weak(
-                state,
-                next,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    if last_before_writer {
-                        self.wake_drained_writer();
-                    }
-                    self.diag.released_shared(Mode::Shared);
-                    return;
-                }
-                Err(now) => state = now,
-            }
         }
     }
 
@@ -499,7 +462,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
             if state & (WRITER | UPGRADABLE) != 0 {
                 return None;
             }
-            let next = self.add_reader(state, "try_lock_upgradable") | UPGRADABLE;
+            let Some(next) = self.add_reader(state, "try_lock_upgradable") else {
+                state = self.state.load(Ordering::Relaxed);
+                continue;
+            };
+            let next = next | UPGRADABLE;
             match self.state.compare_exchange_weak(
                 state,
                 next,
@@ -790,12 +757,40 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     /// `state` with one more reader; an overflow is reported, never wrapped.
+    /// `None`: the word is being restored after a release of a read lock that
+    /// was not held; reload it and try again.
     #[inline]
-    fn add_reader(&self, state: usize, operation: &'static str) -> usize {
-        match state.checked_add(ONE_READER) {
-            Some(next) => next,
-            None => self.overflow(operation, state),
+    fn add_reader(&self, state: usize, operation: &'static str) -> Option<usize> {
+        if readers(state) < MAX_READERS {
+            Some(state + ONE_READER)
+        } else {
+            self.add_reader_slow(state, operation)
         }
+    }
+
+    #[cold]
+    fn add_reader_slow(&self, state: usize, operation: &'static str) -> Option<usize> {
+        if readers(state) == MAX_READERS {
+            self.overflow(operation, state)
+        }
+        self.settled(state);
+        None
+    }
+
+    /// Waits a moment for a word that breaks an invariant to be restored (a
+    /// release of a read lock that was not held is undone by the next
+    /// instruction of its thread) and returns the word then. A word still
+    /// broken after that is corrupt, for the caller to report.
+    #[cold]
+    fn settled(&self, mut state: usize) -> usize {
+        for _ in 0..64 {
+            if broken_invariant(state).is_none() {
+                break;
+            }
+            crate::sync::yield_now();
+            state = self.state.load(Ordering::Relaxed);
+        }
+        state
     }
 
     #[cold]
@@ -855,6 +850,13 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let Some(next) = step(state) else {
+                if broken_invariant(state).is_some() {
+                    let now = self.settled(state);
+                    if broken_invariant(now).is_none() {
+                        state = now;
+                        continue;
+                    }
+                }
                 let problem = "the lock is not held in the mode this operation needs";
                 if refusable {
                     self.refuse(operation, problem, state);
@@ -910,7 +912,10 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if Self::admits_reader(state) {
-                let next = self.add_reader(state, "lock_shared");
+                let Some(next) = self.add_reader(state, "lock_shared") else {
+                    state = self.state.load(Ordering::Relaxed);
+                    continue;
+                };
                 match self.state.compare_exchange_weak(
                     state,
                     next,
@@ -941,7 +946,11 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & (WRITER | UPGRADABLE) == 0 {
-                let next = self.add_reader(state, "lock_upgradable") | UPGRADABLE;
+                let Some(next) = self.add_reader(state, "lock_upgradable") else {
+                    state = self.state.load(Ordering::Relaxed);
+                    continue;
+                };
+                let next = next | UPGRADABLE;
                 match self.state.compare_exchange_weak(
                     state,
                     next,
@@ -1083,7 +1092,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & READERS == 0 {
-                return true;
+                return self.drained(state);
             }
             if state & WRITER_PARKED == 0 {
                 if spin.spin() {
@@ -1121,7 +1130,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             if result == ParkResult::TimedOut {
                 // The word, not the park result, decides: the last reader may
                 // have left just as the deadline passed.
-                return state & READERS == 0;
+                return state & READERS == 0 && self.drained(state);
             }
         }
     }
@@ -1146,6 +1155,9 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         }
         let mut state = self.state.load(Ordering::Relaxed);
         let next = loop {
+            if broken_invariant(state).is_some() {
+                state = self.settled(state);
+            }
             if state & WRITER == 0 || broken_invariant(state).is_some() {
                 let _ = violation::report(
                     self.violation("abandon_claim", "the claiming writer's bit is gone", state),
@@ -1155,11 +1167,15 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             }
             if state & READERS == 0 {
                 fence(Ordering::Acquire);
-                return true;
+                return self.drained(state);
             }
             let mut next = state & !(WRITER | WRITER_PARKED);
             if to == Abandon::ToUpgradable {
-                next = self.add_reader(next, "try_upgrade_for") | UPGRADABLE;
+                let Some(with_reader) = self.add_reader(next, "try_upgrade_for") else {
+                    state = self.state.load(Ordering::Relaxed);
+                    continue;
+                };
+                next = with_reader | UPGRADABLE;
             }
             match self.state.compare_exchange_weak(
                 state,
@@ -1209,6 +1225,63 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         Ok(GuardMarker::new())
     }
 
+    /// A read release whose subtraction (already made) left `prev - ONE_READER`:
+    /// the last reader before a parked writer wakes it; a release of a read
+    /// lock that was not held is undone and reported (false: refused).
+    #[cold]
+    fn unlock_shared_slow(&self, prev: usize) -> bool {
+        let upgradable = usize::from(prev & UPGRADABLE != 0);
+        if readers(prev) <= upgradable || broken_invariant(prev).is_some() {
+            // Undo at once: adding back exactly what was subtracted restores
+            // every bit, whatever other threads did meanwhile. A writer that
+            // saw the wrapped count and parked waits for readers that are
+            // not there: hand it the lock as a last reader would.
+            self.state.fetch_add(ONE_READER, Ordering::Relaxed);
+            self.finish_drain();
+            self.refuse(
+                "unlock_shared",
+                "no read lock is held (besides an upgradable one)",
+                prev,
+            );
+            return false;
+        }
+        if readers(prev) == 1 && prev & WRITER_PARKED != 0 {
+            self.finish_drain();
+        }
+        true
+    }
+
+    /// No reader is counted any more and a writer may still be parked for
+    /// them: clear WRITER_PARKED (if the writer, awake already, has not) and
+    /// wake the writer. Whoever clears the bit wakes.
+    #[cold]
+    fn finish_drain(&self) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state & WRITER_PARKED != 0 && state & READERS == 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state & !WRITER_PARKED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.wake_drained_writer(),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// The claiming writer finds no reader counted: the lock is its own.
+    /// Clears WRITER_PARKED if the last reader has not yet (that reader then
+    /// finds nothing to wake).
+    #[inline]
+    fn drained(&self, state: usize) -> bool {
+        if state & WRITER_PARKED != 0 {
+            // AND only clears; it cannot borrow into other bits.
+            self.state.fetch_and(!WRITER_PARKED, Ordering::Acquire);
+        }
+        true
+    }
+
     #[cold]
     fn wake_drained_writer(&self) {
         // SAFETY: the drain key belongs to this lock; the callback does nothing.
@@ -1221,7 +1294,10 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     fn unlock_exclusive_slow(&self, force_fair: bool) {
         // Readers are never blocked by UPGRADABLE and a writer owns no
         // UPGRADABLE, so every parked thread is eligible: wake as `All`.
-        let state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state.load(Ordering::Relaxed);
+        if broken_invariant(state).is_some() {
+            state = self.settled(state);
+        }
         if !Self::holds_exclusive(state) {
             return self.refuse("unlock_exclusive", "the lock is not write-locked", state);
         }
@@ -1241,10 +1317,10 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             if handoff.get() && result.unparked_threads != 0 {
                 // The woken threads own the lock as granted; WRITER goes to
                 // the woken writer, if that is who was woken.
-                self.state.store(granted.get() | parked, Ordering::Release);
+                self.replace_held_word(granted.get() | parked);
                 TOKEN_HANDOFF
             } else {
-                self.state.store(parked, Ordering::Release);
+                self.replace_held_word(parked);
                 TOKEN_NORMAL
             }
         };
@@ -1252,6 +1328,32 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         // only the word and locals and cannot panic.
         unsafe {
             park::unpark_filter(self.key(), filter, callback);
+        }
+    }
+
+    /// The write holder's release replaces the whole word (under the queue
+    /// lock, so no flag changes meanwhile). Not with a plain store: a release
+    /// of a read lock that was not held may have subtracted a reader and not
+    /// yet added it back, and the word it restores must be the one it broke,
+    /// so the replacement waits for that (a reader count on a write-held word
+    /// is nothing else).
+    fn replace_held_word(&self, next: usize) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & READERS != 0 {
+                crate::sync::yield_now();
+                state = self.state.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => state = now,
+            }
         }
     }
 

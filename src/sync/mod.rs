@@ -31,6 +31,15 @@ pub(crate) use model::{SpinWait, atomic, current_thread_id, park};
 
 pub(crate) mod time;
 
+/// Lets another thread run (under a checker: another thread of the model).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(any(loom, feature = "shuttle")))]
+    std::thread::yield_now();
+    #[cfg(any(loom, feature = "shuttle"))]
+    model::checker::yield_now();
+}
+
 /// A non-zero identifier of the calling thread, unique among live threads.
 ///
 /// The address of a thread-local byte: free to compute, never zero, and
