@@ -5,10 +5,11 @@
 //! line. Counters saturate at 15, and every `20 * capacity` successful
 //! increments all counters are halved, so old popularity fades (the "reset" of TinyLFU).
 //!
-//! Increments use compare-exchange per counter, never a lock: two threads
-//! racing on one counter both succeed or one retries, and a saturated counter
-//! is only read. The get path of the cache calls [`Sketch::increment`] after it
-//! has released the shard lock.
+//! Increments are relaxed loads and stores, never a lock and never a locked
+//! instruction: most run under the shard's write lock, but an insert
+//! rejected with a ticket (see `ticket.rs`) counts its key with no lock
+//! held, so two increments, or an increment and a halving, can race (see
+//! [`Sketch::add`] for what that costs). A saturated counter is only read.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -106,7 +107,7 @@ impl Sketch {
     /// raise, an undercount that the sketch's error already dwarfs, and
     /// never a carry into a neighbouring counter (the stored value is
     /// computed from a loaded count below the target). This keeps locked
-    /// instructions, and their cost, off the get path.
+    /// instructions, and their cost, off the insert path.
     #[inline]
     pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
         let (block, pos) = self.positions(hash);
@@ -139,8 +140,13 @@ impl Sketch {
         min as u8
     }
 
-    /// Halves every counter (the TinyLFU reset). Increments racing with it
-    /// may land before or after a word's halving; either is fine.
+    /// Halves every counter (the TinyLFU reset). An increment racing with
+    /// it may land before or after a word's halving, or (a load before the
+    /// halving, its store after) put back that word's pre-halving counts
+    /// plus its raise: that word's counters then wait for the next halving,
+    /// an overcount bounded by the counters' 4 bits and rare (a halving is
+    /// once per `20 * capacity` increments; the racing increment must hit
+    /// the same word in the same few nanoseconds).
     fn halve(&self) {
         for block in self.blocks.iter() {
             for cell in &block.0 {

@@ -15,7 +15,8 @@
 //! countdown, see [`sample`].
 //!
 //! Write-path counters (inserts, admissions, ...) change under the shard's
-//! write lock, so they too are a load and a store.
+//! write lock, so they too are a load and a store; an insert rejected
+//! without the write lock is counted in the thread's stripe instead.
 
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,6 +73,9 @@ pub(crate) struct Stripe {
     /// also paces sampling (hits = gets - misses).
     gets: AtomicU64,
     misses: AtomicU64,
+    /// Inserts rejected without the write lock (see `ticket.rs`): each is
+    /// also an insert and a rejection of [`CacheStats`].
+    quick_rejections: AtomicU64,
     pub(crate) get_latency: Histogram,
     pub(crate) insert_latency: Histogram,
 }
@@ -82,6 +86,7 @@ impl Default for Stripe {
             owned: AtomicBool::new(false),
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            quick_rejections: AtomicU64::new(0),
             get_latency: Histogram::new(),
             insert_latency: Histogram::new(),
         }
@@ -120,6 +125,12 @@ impl Local<'_> {
     #[inline]
     pub(crate) fn miss(&self) {
         self.add(&self.stripe.misses);
+    }
+
+    /// Counts an insert rejected without the write lock.
+    #[inline]
+    pub(crate) fn quick_rejection(&self) {
+        self.add(&self.stripe.quick_rejections);
     }
 }
 
@@ -264,6 +275,13 @@ impl Stripes {
             s.insert_latency.add_to(&mut insert);
         }
         (get, insert)
+    }
+
+    /// Inserts rejected without the write lock, summed over all stripes.
+    pub(crate) fn quick_rejections(&self) -> u64 {
+        self.all()
+            .map(|s| s.quick_rejections.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Hits and misses summed over all stripes.
