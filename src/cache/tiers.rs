@@ -74,9 +74,10 @@ impl ClockQueue {
         self.items.push_front((slot, stamp));
     }
 
-    /// The first `n` queued items, front first.
-    fn front(&self, n: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.items.iter().take(n).copied()
+    /// The `i`-th queued item from the front.
+    #[inline]
+    fn peek(&self, i: usize) -> Option<(u32, u32)> {
+        self.items.get(i).copied()
     }
 
     /// Whether stale items outnumber live ones enough to sweep them out.
@@ -114,14 +115,18 @@ impl<K, V> ShardInner<K, V> {
     /// the hot target, and the first live item of the warm queue (within a
     /// few stale ones) is unreferenced and owes the sketch nothing. Under
     /// the read lock (see `ticket.rs`).
+    #[inline]
     pub(crate) fn idle_warm_victim(&self) -> Option<u64> {
         if self.len() < self.capacity || self.synced == UNSYNCED {
             return None;
         }
-        for (slot, stamp) in self.warm.front(4) {
-            match &self.slots[slot as usize] {
-                Some(e) if e.stamp == stamp => return e.is_idle().then_some(e.hash),
-                _ => continue,
+        // An eviction drops the victim's item, so the front is usually live.
+        for i in 0..2 {
+            let (slot, stamp) = self.warm.peek(i)?;
+            if let Some(e) = &self.slots[slot as usize]
+                && e.stamp == stamp
+            {
+                return e.is_idle().then_some(e.hash);
             }
         }
         None
@@ -169,6 +174,10 @@ impl<K: Eq, V> ShardInner<K, V> {
         let victim = self.warm_victim(sketch, &c);
         let victim_freq = sketch.frequency(self.entry(victim).hash);
         if candidate_freq > victim_freq {
+            // The victim's item is at the front (see `warm_victim`): drop it
+            // now rather than leave it stale in front of the next victim.
+            let front = self.warm.pop_front();
+            debug_assert_eq!(front.map(|(slot, _)| slot), Some(victim));
             drop(self.take(victim, sketch));
             c.add(|c| &c.evictions);
             self.place(hash, key, value, Tier::Warm);
