@@ -113,9 +113,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     }
 
     /// Sample one operation in `n` for the latency histograms (sampled gets
-    /// also feed the pattern detector). Default 64. For gets `n` is rounded
-    /// up to a power of two and counted per thread; inserts are picked by a
-    /// per-thread countdown shared by the caches a thread uses. Values above
+    /// also feed the pattern detector). Default 64. `n` is rounded up to a
+    /// power of two; gets and inserts are each counted per thread and cache,
+    /// and every `n`-th of them is sampled. Values above
     /// [`MAX_SAMPLE_INTERVAL`] are capped to it.
     pub fn sample_interval(mut self, n: u32) -> Self {
         // Rounded up to a power of two when built: cap it where that fits.

@@ -93,10 +93,8 @@ struct Observer<K> {
     stripes: Arc<Stripes>,
     patterns: PatternDetector<K>,
     /// One get in `mask + 1` (a power of two) is timed and offered to the
-    /// pattern detector.
+    /// pattern detector; one insert in `mask + 1` is timed.
     mask: u64,
-    /// One insert in `interval` is timed.
-    interval: u32,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
 }
@@ -142,7 +140,6 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 stripes: Stripes::new((cpus * 4).max(16)),
                 patterns: PatternDetector::new(),
                 mask: u64::from(interval.next_power_of_two()) - 1,
-                interval,
                 climber: b
                     .hill_climbing
                     .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
@@ -256,7 +253,7 @@ where
         v
     }
 
-    /// A get that the sampling countdown picked: timed, then recorded by
+    /// A get that the stripe's get count picked: timed, then recorded by
     /// the pattern detector.
     #[cold]
     #[inline(never)]
@@ -304,10 +301,12 @@ where
     /// same key, as in cache-aside code, is usually decided without the
     /// shard's write lock when it is rejected.
     pub fn insert(&self, key: K, value: V) {
-        let start = self
-            .obs
-            .as_deref()
-            .and_then(|obs| stats::sample(obs.interval).then(Instant::now));
+        // Counted, and one in `mask + 1` timed, on the thread's stripe.
+        let seen = self.obs.as_deref().map(|obs| {
+            let local = Stripes::local(&obs.stripes);
+            let sampled = local.insert() & obs.mask == 0;
+            (local, sampled.then(Instant::now))
+        });
         let hash = self.hash(&key);
         let shard = self.shard(hash);
         let mut counted = None;
@@ -320,8 +319,7 @@ where
             let freq = tiers::admission_frequency(shard.sketch.increment(hash));
             if freq <= shard.sketch.frequency(victim) {
                 // Rejected as the locked path would: nothing else changes.
-                if let Some(obs) = self.obs.as_deref() {
-                    let local = Stripes::local(&obs.stripes);
+                if let Some((local, start)) = seen {
                     local.quick_rejection();
                     if let Some(t) = start {
                         local.stripe.insert_latency.record(t.elapsed(), local.owned);
@@ -369,8 +367,7 @@ where
             );
             shard.wrote(&inner);
         }
-        if let (Some(t), Some(obs)) = (start, self.obs.as_deref()) {
-            let local = Stripes::local(&obs.stripes);
+        if let Some((local, Some(t))) = seen {
             local.stripe.insert_latency.record(t.elapsed(), local.owned);
         }
     }
@@ -515,8 +512,8 @@ where
         for shard in self.shards.iter() {
             shard.counters.0.add_to(&mut out);
         }
-        let quick = obs.stripes.quick_rejections();
-        out.inserts += quick;
+        let (inserts, quick) = obs.stripes.inserts();
+        out.inserts = inserts;
         out.rejections += quick;
         out
     }

@@ -154,7 +154,6 @@ impl<K: Eq, V> ShardInner<K, V> {
             counters,
             on: count,
         };
-        c.add(|c| &c.inserts);
         if let Some((_, slot)) = self.find(hash, &key) {
             let e = self.entry_mut(slot);
             e.touch();
