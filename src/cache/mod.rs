@@ -136,9 +136,10 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let interval = b.sample_interval;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let stripes = Stripes::new((cpus * 4).max(16));
             Box::new(Observer {
-                stripes: Stripes::new((cpus * 4).max(16)),
-                patterns: PatternDetector::new(),
+                patterns: PatternDetector::new(stripes.count()),
+                stripes,
                 mask: u64::from(interval.next_power_of_two()) - 1,
                 climber: b
                     .hill_climbing
@@ -278,7 +279,9 @@ where
             .stripe
             .get_latency
             .record(start.elapsed(), local.owned);
-        let epoch_done = obs.patterns.record(hash, k, v.is_some(), prior);
+        let epoch_done = obs
+            .patterns
+            .record(local.stripe.index, hash, k, v.is_some(), prior);
         if epoch_done && let Some(climber) = &obs.climber {
             // try-lock-or-skip: the next epoch will try again.
             if let Some(mut c) = climber.try_lock() {

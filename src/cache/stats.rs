@@ -70,6 +70,9 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
 #[repr(align(128))]
 pub(crate) struct Stripe {
     owned: AtomicBool,
+    /// Its position: `0..n` for the claimable stripes, `n` for the overflow
+    /// stripe (it names the thread's batch in the pattern detector).
+    pub(crate) index: usize,
     /// Gets, hits and misses alike: a hit costs this one count, which
     /// also paces sampling (hits = gets - misses).
     gets: AtomicU64,
@@ -83,10 +86,11 @@ pub(crate) struct Stripe {
     pub(crate) insert_latency: Histogram,
 }
 
-impl Default for Stripe {
-    fn default() -> Self {
+impl Stripe {
+    fn new(index: usize) -> Self {
         Stripe {
             owned: AtomicBool::new(false),
+            index,
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
@@ -180,11 +184,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
     pub(crate) fn new(n: usize) -> Arc<Self> {
+        let n = n.max(1);
         Arc::new(Stripes {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            slots: (0..n.max(1)).map(|_| Stripe::default()).collect(),
-            overflow: Stripe::default(),
+            slots: (0..n).map(Stripe::new).collect(),
+            overflow: Stripe::new(n),
         })
+    }
+
+    /// Stripes in all, the overflow stripe included.
+    pub(crate) fn count(&self) -> usize {
+        self.slots.len() + 1
     }
 
     /// The calling thread's stripe of `this`, claimed on first use. The
