@@ -132,8 +132,8 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     /// is halved, so the new hot set gets in sooner. Starts from
     /// [`Self::hot_fraction`]; stays within 0.05..=0.95.
     ///
-    /// Default **off**. On the benchmark streams it gained 0.25-0.75 points
-    /// of hit ratio on stationary Zipf and about 0.45 on the phase-change
+    /// Default **off**. On the benchmark streams it gained 0.25-0.55 points
+    /// of hit ratio on stationary Zipf and about 0.4 on the phase-change
     /// stream, and was level (within 0.1) on Zipf with scans; but a long scan looks like a
     /// workload move, halves the hot tier and takes the protection of the
     /// frequent keys away, so scan resistance is weaker with it on (see

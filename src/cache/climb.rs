@@ -19,9 +19,9 @@
 //! insert: nothing is added to an unsampled get.
 //!
 //! Measured single-threaded on the benchmark streams (4M accesses, see
-//! `docs/cache.md`), against the fixed default split of 0.7: +0.27 and
-//! +0.74 points of hit ratio on Zipf 1.0 and 0.8 (which prefer a hot tier
-//! near 0.9), +0.44 on the phase-change stream, and within 0.1 on Zipf with
+//! `docs/cache.md`), against the fixed default split of 0.7: +0.24 and
+//! +0.54 points of hit ratio on Zipf 1.0 and 0.8 (which prefer a hot tier
+//! near 0.9), +0.37 on the phase-change stream, and within 0.1 on Zipf with
 //! scans (a period holding two scans can look like a workload move).
 //!
 //! The cost, and why it is off by default: the hit ratio cannot tell a
