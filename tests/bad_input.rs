@@ -555,6 +555,29 @@ fn colliding_hashes_stay_correct() {
     }
 }
 
+/// A miss leaves the thread a ticket to reject the insert that follows
+/// without the write lock. With every key on one hash, a miss on an absent
+/// key must not let an insert of a cached key with that same hash be
+/// "rejected": the replacement has to land.
+#[test]
+fn an_insert_after_a_miss_on_a_colliding_key_still_replaces() {
+    let c: TwoTierCache<u32, u32, Colliding> = TwoTierCache::builder()
+        .capacity(4)
+        .shards(1)
+        .hasher(Colliding)
+        .build()
+        .expect("valid");
+    for k in 0..4 {
+        c.insert(k, k);
+    }
+    for round in 0..20 {
+        assert_eq!(c.get(&(100 + round)), None);
+        let k = round % 4;
+        c.insert(k, 1000 + round);
+        assert_eq!(c.get(&k), Some(1000 + round), "key {k}, round {round}");
+    }
+}
+
 /// A loader that panics in `get_or_insert_with`: the panic reaches its
 /// caller only, nothing is cached for the key, a caller waiting on the same
 /// key wakes and runs its own loader (it is not wedged), and the cache keeps

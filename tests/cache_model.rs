@@ -169,6 +169,34 @@ fn borrowed_lookups() {
     assert_eq!(cache.remove("a"), Some(1));
 }
 
+/// Cache-aside over more keys than fit: every miss is followed by an
+/// insert, and every insert is counted once, as an admission or as a
+/// rejection (most rejections are decided without the write lock, and
+/// counted in the thread's stripe).
+#[test]
+fn every_insert_is_counted_once() {
+    let cache = TwoTierCache::<u64, u64>::builder()
+        .capacity(256)
+        .shards(2)
+        .build()
+        .unwrap();
+    let mut calls = 0u64;
+    for i in 0..50_000u64 {
+        // Small keys recur often, large ones rarely.
+        let k = (i * 7919) % (1 + i % 2000);
+        if cache.get(&k).is_none() {
+            cache.insert(k, k);
+            calls += 1;
+        }
+    }
+    let s = cache.stats();
+    assert_eq!(s.misses, calls);
+    assert_eq!(s.inserts, calls);
+    assert_eq!(s.admissions + s.rejections, calls, "{s:?}");
+    assert_eq!(s.admissions, s.evictions + cache.len() as u64, "{s:?}");
+    assert!(s.rejections > s.admissions, "{s:?}");
+}
+
 #[test]
 fn observability_reports() {
     let cache = TwoTierCache::<u64, u64>::builder()

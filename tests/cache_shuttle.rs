@@ -87,6 +87,60 @@ fn mixed_operations_keep_the_invariants() {
     });
 }
 
+/// Cache-aside on a full cache: two threads get and, on a miss, insert
+/// (most of those inserts are rejected without the write lock, on the
+/// ticket their miss left), while a third replaces and removes. Every insert
+/// is counted once, values belong to their key, and a replacement is never
+/// lost to a rejection.
+#[test]
+fn rejections_after_misses_keep_the_invariants() {
+    check(|| {
+        let cache = Arc::new(cache(4));
+        for k in 0..4 {
+            cache.insert(k, value(k));
+        }
+        let aside: Vec<_> = (0..2u32)
+            .map(|t| {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    let mut inserts = 0u64;
+                    for i in 0..4u32 {
+                        let k = 4 + (t * 5 + i * 3) % 9;
+                        match cache.get(&k) {
+                            Some(v) => assert_eq!(v, value(k), "a value under the wrong key"),
+                            None => {
+                                cache.insert(k, value(k));
+                                inserts += 1;
+                            }
+                        }
+                    }
+                    inserts
+                })
+            })
+            .collect();
+        let writer = {
+            let cache = Arc::clone(&cache);
+            thread::spawn(move || {
+                cache.insert(1, value(1));
+                cache.remove(&2);
+                1u64 // its inserts
+            })
+        };
+        let prefill = 4;
+        let aside: u64 = aside.into_iter().map(|t| t.join().unwrap()).sum();
+        let inserts = prefill + aside + writer.join().unwrap();
+        let s = cache.stats();
+        assert_eq!(s.inserts, inserts, "{s:?}");
+        assert!(s.admissions + s.rejections <= s.inserts, "{s:?}");
+        assert!(cache.len() <= 4);
+        for k in 0..13 {
+            if let Some(v) = cache.get(&k) {
+                assert_eq!(v, value(k));
+            }
+        }
+    });
+}
+
 /// Two concurrent misses on one key run one loader, and both callers see
 /// its value.
 #[test]

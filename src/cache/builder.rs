@@ -113,9 +113,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     }
 
     /// Sample one operation in `n` for the latency histograms (sampled gets
-    /// also feed the pattern detector). Default 64. For gets `n` is rounded
-    /// up to a power of two and counted per thread; inserts are picked by a
-    /// per-thread countdown shared by the caches a thread uses. Values above
+    /// also feed the pattern detector). Default 64. `n` is rounded up to a
+    /// power of two; gets and inserts are each counted per thread and cache,
+    /// and every `n`-th of them is sampled. Values above
     /// [`MAX_SAMPLE_INTERVAL`] are capped to it.
     pub fn sample_interval(mut self, n: u32) -> Self {
         // Rounded up to a power of two when built: cap it where that fits.
@@ -132,8 +132,8 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     /// is halved, so the new hot set gets in sooner. Starts from
     /// [`Self::hot_fraction`]; stays within 0.05..=0.95.
     ///
-    /// Default **off**. On the benchmark streams it gained 0.25-0.75 points
-    /// of hit ratio on stationary Zipf and about 0.45 on the phase-change
+    /// Default **off**. On the benchmark streams it gained 0.25-0.55 points
+    /// of hit ratio on stationary Zipf and about 0.4 on the phase-change
     /// stream, and was level (within 0.1) on Zipf with scans; but a long scan looks like a
     /// workload move, halves the hot tier and takes the protection of the
     /// frequent keys away, so scan resistance is weaker with it on (see

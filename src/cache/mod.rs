@@ -26,11 +26,14 @@
 //! *hot* tier and a larger *warm* tier. A get takes only the shard's read
 //! lock: recency is a per-entry reference counter raised with a relaxed
 //! store (CLOCK), so readers never need the write lock. Frequency lives in a
-//! per-shard Count-Min Sketch of 4-bit atomic counters (TinyLFU), counted
-//! after the read lock is released. Inserts take the write lock; a new key
-//! in a full shard is admitted only if the sketch says it is more frequent
-//! than the warm tier's CLOCK victim. See `tiers.rs` for the movement
-//! between tiers.
+//! per-shard Count-Min Sketch of 4-bit atomic counters (TinyLFU); a hit's
+//! count waits in the entry until the CLOCK hand passes it. Inserts take
+//! the write lock; a new key in a full shard is admitted only if the sketch
+//! says it is more frequent than the warm tier's CLOCK victim. See
+//! `tiers.rs` for the movement between tiers. Most new keys lose, and an
+//! insert that follows a miss on its key is then usually turned away
+//! without the write lock: the miss, under the read lock, left a ticket
+//! naming the victim (see `ticket.rs`).
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
 //! costs an unsampled hit one uncontended counter update (a miss two): gets
@@ -50,10 +53,12 @@ mod pattern;
 mod shard;
 mod sketch;
 mod stats;
+mod ticket;
 mod tiers;
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
+use core::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,10 +93,8 @@ struct Observer<K> {
     stripes: Arc<Stripes>,
     patterns: PatternDetector<K>,
     /// One get in `mask + 1` (a power of two) is timed and offered to the
-    /// pattern detector.
+    /// pattern detector; one insert in `mask + 1` is timed.
     mask: u64,
-    /// One insert in `interval` is timed.
-    interval: u32,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
 }
@@ -133,11 +136,11 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let interval = b.sample_interval;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let stripes = Stripes::new((cpus * 4).max(16));
             Box::new(Observer {
-                stripes: Stripes::new((cpus * 4).max(16)),
-                patterns: PatternDetector::new(),
+                patterns: PatternDetector::new(stripes.count()),
+                stripes,
                 mask: u64::from(interval.next_power_of_two()) - 1,
-                interval,
                 climber: b
                     .hill_climbing
                     .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
@@ -251,7 +254,7 @@ where
         v
     }
 
-    /// A get that the sampling countdown picked: timed, then recorded by
+    /// A get that the stripe's get count picked: timed, then recorded by
     /// the pattern detector.
     #[cold]
     #[inline(never)]
@@ -276,7 +279,9 @@ where
             .stripe
             .get_latency
             .record(start.elapsed(), local.owned);
-        let epoch_done = obs.patterns.record(hash, k, v.is_some(), prior);
+        let epoch_done = obs
+            .patterns
+            .record(local.stripe.index, hash, k, v.is_some(), prior);
         if epoch_done && let Some(climber) = &obs.climber {
             // try-lock-or-skip: the next epoch will try again.
             if let Some(mut c) = climber.try_lock() {
@@ -295,19 +300,45 @@ where
     /// Stores `value` for `key`. A key already cached has its value
     /// replaced. A new key in a full shard is admitted only if it is more
     /// frequent than the entry it would evict; otherwise it is dropped (see
-    /// [`CacheStats::rejections`]).
+    /// [`CacheStats::rejections`]). An insert that follows a miss on the
+    /// same key, as in cache-aside code, is usually decided without the
+    /// shard's write lock when it is rejected.
     pub fn insert(&self, key: K, value: V) {
-        let start = self
-            .obs
-            .as_deref()
-            .and_then(|obs| stats::sample(obs.interval).then(Instant::now));
+        // Counted, and one in `mask + 1` timed, on the thread's stripe.
+        let seen = self.obs.as_deref().map(|obs| {
+            let local = Stripes::local(&obs.stripes);
+            let sampled = local.insert() & obs.mask == 0;
+            (local, sampled.then(Instant::now))
+        });
         let hash = self.hash(&key);
         let shard = self.shard(hash);
+        let mut counted = None;
+        if let Some(victim) = ticket::take(
+            shard.id,
+            hash,
+            shard.version.load(Relaxed),
+            self.hot_target.generation(),
+        ) {
+            let freq = tiers::admission_frequency(shard.sketch.increment(hash));
+            if freq <= shard.sketch.frequency(victim) {
+                // Rejected as the locked path would: nothing else changes.
+                if let Some((local, start)) = seen {
+                    local.quick_rejection();
+                    if let Some(t) = start {
+                        local.stripe.insert_latency.record(t.elapsed(), local.owned);
+                    }
+                }
+                return;
+            }
+            counted = Some(freq);
+        }
         {
             // shard lock: writes take it exclusively, off the get path.
             let mut inner = shard.inner.write();
             // Follow the hill climber: age the sketch once per workload
             // move, and resize the hot tier (a shrink is spread over inserts).
+            // The generation is read first: the shard has followed at least it.
+            let generation = self.hot_target.generation();
             let moves = self.hot_target.moves();
             if moves != inner.moves_seen {
                 inner.moves_seen = moves;
@@ -323,6 +354,11 @@ where
                     self.obs.is_some(),
                 );
             }
+            inner.synced = if inner.hot.len() <= inner.hot_cap {
+                generation
+            } else {
+                shard::UNSYNCED
+            };
             inner.insert(
                 hash,
                 key,
@@ -330,13 +366,11 @@ where
                 &shard.sketch,
                 &shard.counters.0,
                 self.obs.is_some(),
+                counted,
             );
-            shard
-                .len
-                .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
+            shard.wrote(&inner);
         }
-        if let (Some(t), Some(obs)) = (start, self.obs.as_deref()) {
-            let local = Stripes::local(&obs.stripes);
+        if let Some((local, Some(t))) = seen {
             local.stripe.insert_latency.record(t.elapsed(), local.owned);
         }
     }
@@ -352,9 +386,7 @@ where
         // shard lock: a removal takes it exclusively, off the get path.
         let mut inner = shard.inner.write();
         let v = inner.remove(hash, key, &shard.sketch);
-        shard
-            .len
-            .store(inner.len(), core::sync::atomic::Ordering::Relaxed);
+        shard.wrote(&inner);
         v
     }
 
@@ -460,7 +492,7 @@ where
             let mut inner = shard.inner.write();
             inner.clear();
             shard.sketch.clear();
-            shard.len.store(0, core::sync::atomic::Ordering::Relaxed);
+            shard.wrote(&inner);
         }
     }
 
@@ -483,6 +515,9 @@ where
         for shard in self.shards.iter() {
             shard.counters.0.add_to(&mut out);
         }
+        let (inserts, quick) = obs.stripes.inserts();
+        out.inserts = inserts;
+        out.rejections += quick;
         out
     }
 

@@ -2,7 +2,14 @@
 //!
 //! The cache hands it one access in N (64 by default). The window sits
 //! behind a lockscope [`Mutex`] taken with `try_lock`: if another thread is
-//! recording, the sample is skipped, so a get never waits here.
+//! recording, the samples are skipped, so a get never waits here.
+//!
+//! Each thread first gathers its samples in a batch of its own (one per
+//! stats stripe, behind a `try_lock` that only its owner takes), and takes
+//! the window once per [`BATCH`] samples. The window's lock and lines are
+//! shared by every thread: taken per sample, they moved between cores on
+//! every sampled get. The price is a lag: the window misses up to
+//! `BATCH - 1` samples per thread until a snapshot flushes them.
 //!
 //! From the window it reports the hottest keys (their share of the sampled
 //! accesses), the hit ratio per epoch of 256 samples and its trend, and
@@ -15,6 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::Mutex;
+use crate::diag::Inspect as _;
 
 /// Samples kept in the window for the hot-key view.
 const WINDOW: usize = 1024;
@@ -24,6 +32,12 @@ const EPOCH: u32 = 256;
 const HISTORY: usize = 32;
 /// Hot keys reported.
 const TOP: usize = 8;
+/// Samples a thread gathers before it takes the window.
+pub(crate) const BATCH: usize = 8;
+
+/// A sample waiting in a batch: the key's hash, the stored key on a hit,
+/// whether it hit, and the sketch's count of the key before the access.
+type Sample<K> = (u64, Option<K>, bool, u8);
 
 /// Which way the hit ratio has been moving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,40 +112,10 @@ struct Window<K> {
     samples: u64,
 }
 
-/// The detector: the window plus a lock-free count of skipped samples.
-pub(crate) struct PatternDetector<K> {
-    window: Mutex<Window<K>>,
-    skipped: core::sync::atomic::AtomicU64,
-}
-
-impl<K: Clone> PatternDetector<K> {
-    pub(crate) fn new() -> Self {
-        PatternDetector {
-            window: Mutex::new(Window {
-                ring: VecDeque::with_capacity(WINDOW),
-                epoch_total: 0,
-                epoch_hits: 0,
-                epoch_cold: 0,
-                history: VecDeque::with_capacity(HISTORY),
-                cold_baseline: None,
-                scan: false,
-                samples: 0,
-            }),
-            skipped: core::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Records a sampled access, or skips it if the window is busy.
-    /// `key` is the stored key on a hit; `prior` is the sketch's count of
-    /// the key before this access. Returns whether this sample completed an
-    /// epoch.
-    pub(crate) fn record(&self, hash: u64, key: Option<K>, hit: bool, prior: u8) -> bool {
-        // try-lock-or-skip: a get never waits for the window.
-        let Some(mut w) = self.window.try_lock() else {
-            self.skipped
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            return false;
-        };
+impl<K> Window<K> {
+    /// Adds a sample; returns whether it completed an epoch.
+    fn record(&mut self, hash: u64, key: Option<K>, hit: bool, prior: u8) -> bool {
+        let w = self;
         w.samples += 1;
         if w.ring.len() == WINDOW {
             w.ring.pop_front();
@@ -165,11 +149,97 @@ impl<K: Clone> PatternDetector<K> {
         }
         false
     }
+}
 
-    /// The current view.
+/// The detector: the window, the threads' batches, and a lock-free count
+/// of skipped samples.
+pub(crate) struct PatternDetector<K> {
+    window: Mutex<Window<K>>,
+    /// One per stats stripe: that stripe's samples not yet in the window.
+    batches: Box<[Mutex<Vec<Sample<K>>>]>,
+    skipped: core::sync::atomic::AtomicU64,
+}
+
+impl<K: Clone> PatternDetector<K> {
+    /// A detector for a cache with `stripes` stats stripes.
+    pub(crate) fn new(stripes: usize) -> Self {
+        let batches: Box<[_]> = (0..stripes)
+            // Allocated here, so that recording allocates nothing.
+            .map(|_| Mutex::new(Vec::with_capacity(BATCH)))
+            .collect();
+        for (i, b) in batches.iter().enumerate() {
+            b.set_label(&format!("lockscope::cache pattern batch {i}/{stripes}"));
+        }
+        let detector = PatternDetector {
+            batches,
+            window: Mutex::new(Window {
+                ring: VecDeque::with_capacity(WINDOW),
+                epoch_total: 0,
+                epoch_hits: 0,
+                epoch_cold: 0,
+                history: VecDeque::with_capacity(HISTORY),
+                cold_baseline: None,
+                scan: false,
+                samples: 0,
+            }),
+            skipped: core::sync::atomic::AtomicU64::new(0),
+        };
+        detector.window.set_label("lockscope::cache pattern window");
+        detector
+    }
+
+    /// Records a sampled access in batch `batch` (the caller's stats
+    /// stripe), and the batch in the window once it is full, unless the
+    /// window is busy: then the batch is dropped and counted as skipped.
+    /// `key` is the stored key on a hit; `prior` is the sketch's count of
+    /// the key before this access. Returns whether an epoch was completed.
+    pub(crate) fn record(
+        &self,
+        batch: usize,
+        hash: u64,
+        key: Option<K>,
+        hit: bool,
+        prior: u8,
+    ) -> bool {
+        // try-lock-or-skip: only the stripe's owner takes its batch (all
+        // threads without a stripe share the last), so this rarely fails.
+        let Some(mut b) = self.batches.get(batch).and_then(Mutex::try_lock) else {
+            self.skip(1);
+            return false;
+        };
+        b.push((hash, key, hit, prior));
+        if b.len() < BATCH {
+            return false;
+        }
+        // try-lock-or-skip: a get never waits for the window.
+        let Some(mut w) = self.window.try_lock() else {
+            self.skip(b.len());
+            b.clear();
+            return false;
+        };
+        let mut epoch_done = false;
+        for (hash, key, hit, prior) in b.drain(..) {
+            epoch_done |= w.record(hash, key, hit, prior);
+        }
+        epoch_done
+    }
+
+    fn skip(&self, n: usize) {
+        self.skipped
+            .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The current view, with every thread's batch flushed into it first.
     pub(crate) fn snapshot(&self, hot_fraction: f64) -> Patterns<K> {
         // Off the get path: a snapshot may wait for a recording thread.
-        let w = self.window.lock();
+        let mut w = self.window.lock();
+        for batch in self.batches.iter() {
+            // Off the get path; the batch's owner holds it only while it
+            // records a sample, and takes the window only with `try_lock`.
+            for (hash, key, hit, prior) in batch.lock().drain(..) {
+                w.record(hash, key, hit, prior);
+            }
+        }
         let total = w.ring.len().max(1) as f64;
         let mut counts: HashMap<u64, (Option<&K>, u32)> = HashMap::new();
         for (hash, key) in &w.ring {
@@ -216,5 +286,47 @@ impl<K: Clone> PatternDetector<K> {
             skipped: self.skipped.load(core::sync::atomic::Ordering::Relaxed),
             hot_fraction,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reaches_the_window_when_full_or_at_a_snapshot() {
+        let d = PatternDetector::<u64>::new(2);
+        let peek = |d: &PatternDetector<u64>| d.window.lock().samples;
+        for i in 0..BATCH as u64 - 1 {
+            assert!(!d.record(0, i, Some(i), true, 1));
+            d.record(1, i, None, false, 0);
+        }
+        assert_eq!(peek(&d), 0, "both batches are one short");
+        d.record(0, 99, Some(99), true, 1);
+        assert_eq!(peek(&d), BATCH as u64, "batch 0 is full: flushed");
+        let p = d.snapshot(0.5);
+        assert_eq!(
+            p.samples,
+            2 * BATCH as u64 - 1,
+            "the snapshot flushed batch 1"
+        );
+        assert_eq!(p.skipped, 0);
+        // A busy window drops the full batch, counted.
+        let held = d.window.lock();
+        for i in 0..BATCH as u64 {
+            d.record(0, i, None, false, 0);
+        }
+        drop(held);
+        assert_eq!(d.snapshot(0.5).skipped, BATCH as u64);
+    }
+
+    #[test]
+    fn epochs_close_as_batches_land() {
+        let d = PatternDetector::<u64>::new(1);
+        let closed = (0..EPOCH as u64)
+            .filter(|&i| d.record(0, i, None, i % 2 == 0, 1))
+            .count();
+        assert_eq!(closed, 1);
+        assert_eq!(d.snapshot(0.5).hit_ratios, vec![0.5]);
     }
 }

@@ -9,10 +9,11 @@
 //! removal shifts the rest of the probe run back (no tombstones).
 
 use core::borrow::Borrow;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::sketch::{Padded, Sketch};
 use super::stats::ShardCounters;
+use super::ticket::{self, Ticket};
 use super::tiers::{ClockQueue, Tier};
 use crate::diag::Inspect as _;
 use crate::{Mutex, RwLock};
@@ -57,6 +58,13 @@ impl<K, V> Entry<K, V> {
         }
     }
 
+    /// Whether a CLOCK hand passing the entry would neither age it nor
+    /// drain hits into the sketch: no references, no pending hits.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.access.load(Relaxed) == 0
+    }
+
     /// Counts the pending hits in `sketch` and returns the reference
     /// counter, lowered by one if it was positive (the hand's second
     /// chance). Only under the write lock.
@@ -94,9 +102,16 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) hot_fraction: f64,
     /// Workload moves this shard has aged its sketch for.
     pub(crate) moves_seen: u64,
+    /// The hot-target generation this shard has fully followed (its sketch
+    /// aged, its hot tier within the cap), or [`UNSYNCED`]: only a shard in
+    /// step with the target issues rejection tickets.
+    pub(crate) synced: u64,
     pub(crate) capacity: usize,
     next_stamp: u32,
 }
+
+/// [`ShardInner::synced`] while a hot-tier shrink is still in progress.
+pub(crate) const UNSYNCED: u64 = u64::MAX;
 
 /// A single-flight record: `None` while the loader runs.
 pub(crate) type FlightList<K, V> = Vec<(u64, K, std::sync::Arc<super::Flight<V>>)>;
@@ -110,6 +125,11 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: Padded<ShardCounters>,
     /// Entries in the shard; written under the write lock.
     pub(crate) len: AtomicUsize,
+    /// Write sections run on the shard (see `ticket.rs`): bumped under the
+    /// write lock, read by an insert that holds a rejection ticket.
+    pub(crate) version: AtomicU64,
+    /// Process-unique, for rejection tickets.
+    pub(crate) id: u64,
     /// Loaders in flight for `get_or_insert_with`.
     pub(crate) flights: Mutex<FlightList<K, V>>,
 }
@@ -129,6 +149,8 @@ impl<K, V> Shard<K, V> {
             sketch: Sketch::new(capacity),
             counters: Padded::default(),
             len: AtomicUsize::new(0),
+            version: AtomicU64::new(0),
+            id: ticket::next_shard_id(),
             flights: Mutex::new(Vec::new()),
         };
         shard
@@ -138,6 +160,18 @@ impl<K, V> Shard<K, V> {
             .flights
             .set_label(&format!("lockscope::cache single-flight {index}/{count}"));
         shard
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Ends a write section on `inner` (this shard's, write-locked):
+    /// publishes the length and bumps the version, which voids every
+    /// rejection ticket issued before.
+    #[inline]
+    pub(crate) fn wrote(&self, inner: &ShardInner<K, V>) {
+        self.len.store(inner.len(), Relaxed);
+        self.version
+            .store(self.version.load(Relaxed).wrapping_add(1), Relaxed);
     }
 }
 
@@ -154,6 +188,7 @@ impl<K, V> ShardInner<K, V> {
             hot_cap,
             hot_fraction,
             moves_seen: 0,
+            synced: 0,
             capacity,
             next_stamp: 0,
         }
@@ -186,18 +221,32 @@ impl<K, V> ShardInner<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.probe(hash, key).ok()
+    }
+
+    /// [`Self::find`], telling a miss whether the probe met the key's hash
+    /// tag on the way (`Err(false)`) or not (`Err(true)`: the shard holds no
+    /// key with this hash).
+    #[inline]
+    pub(crate) fn probe<Q>(&self, hash: u64, key: &Q) -> Result<(usize, u32), bool>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let tag = hash as u32;
         let mut pos = tag as usize & self.mask;
+        let mut clean = true;
         loop {
             let w = self.index[pos];
             if w == EMPTY {
-                return None;
+                return Err(clean);
             }
             if (w >> 32) as u32 == tag {
                 let slot = w as u32;
                 if self.entry(slot).key.borrow() == key {
-                    return Some((pos, slot));
+                    return Ok((pos, slot));
                 }
+                clean = false;
             }
             pos = (pos + 1) & self.mask;
         }
@@ -318,7 +367,9 @@ impl<K, V> ShardInner<K, V> {
 }
 
 /// Reads `key` under the read lock, returning the value and, if
-/// `with_key`, the stored key (for the pattern detector's samples).
+/// `with_key`, the stored key (for the pattern detector's samples). A miss
+/// may leave the thread a rejection ticket for the insert that follows (see
+/// `ticket.rs`).
 ///
 /// A hit writes nothing shared but the entry's access byte, and that only
 /// while its reference counter is below saturation: the hit is counted in
@@ -337,7 +388,22 @@ where
 {
     // shard lock: the one lock the get path takes.
     let inner = shard.inner.read();
-    let (_, slot) = inner.find(hash, key)?;
+    let slot = match inner.probe(hash, key) {
+        Ok((_, slot)) => slot,
+        Err(clean) => {
+            if clean && let Some(victim) = inner.idle_warm_victim() {
+                // Under the read lock: no write section runs meanwhile.
+                ticket::issue(Ticket {
+                    shard: shard.id,
+                    hash,
+                    version: shard.version.load(Relaxed),
+                    generation: inner.synced,
+                    victim,
+                });
+            }
+            return None;
+        }
+    };
     let e = inner.entry(slot);
     e.touch();
     Some((e.value.clone(), with_key.then(|| e.key.clone())))

@@ -5,10 +5,11 @@
 //! line. Counters saturate at 15, and every `20 * capacity` successful
 //! increments all counters are halved, so old popularity fades (the "reset" of TinyLFU).
 //!
-//! Increments use compare-exchange per counter, never a lock: two threads
-//! racing on one counter both succeed or one retries, and a saturated counter
-//! is only read. The get path of the cache calls [`Sketch::increment`] after it
-//! has released the shard lock.
+//! Increments are relaxed loads and stores, never a lock and never a locked
+//! instruction: most run under the shard's write lock, but an insert
+//! rejected with a ticket (see `ticket.rs`) counts its key with no lock
+//! held, so two increments, or an increment and a halving, can race (see
+//! [`Sketch::add`] for what that costs). A saturated counter is only read.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -40,6 +41,18 @@ const SAMPLE_FACTOR: usize = 20;
 
 const LOW_BITS: u64 = 0x7777_7777_7777_7777;
 
+/// Row `i`'s counter of a key in its block: word 2i or 2i+1 (so the four
+/// counters are in four words), picked by bit `i` of `sel`, and one of the
+/// word's 16 nibbles, picked by bits 4+4i.. of `sel`; as (word, bit shift).
+/// The `& 7` is a no-op that spares the bounds check.
+#[inline(always)]
+fn row(sel: u32, i: usize) -> (usize, u32) {
+    let word = (2 * i + ((sel >> i) & 1) as usize) & 7;
+    // The nibble's index times four, in one shift and mask.
+    let shift = (sel >> (2 + 4 * i)) & 0x3c;
+    (word, shift)
+}
+
 impl Sketch {
     /// A sketch sized for `capacity` entries: about four counters per entry
     /// and per hash row, halved every ten times the capacity.
@@ -59,31 +72,25 @@ impl Sketch {
         }
     }
 
-    /// The block and the four (word, shift) positions of `hash`.
-    #[inline]
-    fn positions(&self, hash: u64) -> (&Block, [(usize, u32); 4]) {
+    /// The block of `hash` and the bits that pick its four counters in it
+    /// (see [`row`]).
+    #[inline(always)]
+    fn locate(&self, hash: u64) -> (&Block, u32) {
         // Re-mix so the bits used here are independent of those that chose
         // the shard and the table slot.
         let h = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         let h = h ^ (h >> 32);
         let block = &self.blocks[(h as usize) & self.block_mask];
-        let sel = (h >> 24) as u32;
-        let mut pos = [(0usize, 0u32); 4];
-        for (i, p) in pos.iter_mut().enumerate() {
-            // Word 2i or 2i+1, so the four counters are in four words.
-            let word = 2 * i + ((sel >> i) & 1) as usize;
-            let nibble = (sel >> (4 + 4 * i)) & 15;
-            *p = (word, nibble * 4);
-        }
-        (block, pos)
+        (block, (h >> 24) as u32)
     }
 
     /// The estimated frequency of `hash`: the smallest of its counters.
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
-        let (block, pos) = self.positions(hash);
+        let (block, sel) = self.locate(hash);
         let mut min = 15u64;
-        for (word, shift) in pos {
+        for i in 0..4 {
+            let (word, shift) = row(sel, i);
             min = min.min((block.0[word].load(Relaxed) >> shift) & 15);
         }
         min as u8
@@ -106,22 +113,24 @@ impl Sketch {
     /// raise, an undercount that the sketch's error already dwarfs, and
     /// never a carry into a neighbouring counter (the stored value is
     /// computed from a loaded count below the target). This keeps locked
-    /// instructions, and their cost, off the get path.
+    /// instructions, and their cost, off the insert path.
     #[inline]
     pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
-        let (block, pos) = self.positions(hash);
+        let (block, sel) = self.locate(hash);
         let mut words = [0u64; 4];
         let mut min = 15u64;
-        for (i, (word, shift)) in pos.into_iter().enumerate() {
-            words[i] = block.0[word].load(Relaxed);
-            min = min.min((words[i] >> shift) & 15);
+        for (i, w) in words.iter_mut().enumerate() {
+            let (word, shift) = row(sel, i);
+            *w = block.0[word].load(Relaxed);
+            min = min.min((*w >> shift) & 15);
         }
         let target = (min + u64::from(n)).min(15);
         if target > min {
-            for (i, (word, shift)) in pos.into_iter().enumerate() {
-                let c = (words[i] >> shift) & 15;
+            for (i, w) in words.into_iter().enumerate() {
+                let (word, shift) = row(sel, i);
+                let c = (w >> shift) & 15;
                 if c < target {
-                    block.0[word].store(words[i] + ((target - c) << shift), Relaxed);
+                    block.0[word].store(w + ((target - c) << shift), Relaxed);
                 }
             }
             let n = self.additions.0.load(Relaxed) + (target - min) as usize;
@@ -139,8 +148,13 @@ impl Sketch {
         min as u8
     }
 
-    /// Halves every counter (the TinyLFU reset). Increments racing with it
-    /// may land before or after a word's halving; either is fine.
+    /// Halves every counter (the TinyLFU reset). An increment racing with
+    /// it may land before or after a word's halving, or (a load before the
+    /// halving, its store after) put back that word's pre-halving counts
+    /// plus its raise: that word's counters then wait for the next halving,
+    /// an overcount bounded by the counters' 4 bits and rare (a halving is
+    /// once per `20 * capacity` increments; the racing increment must hit
+    /// the same word in the same few nanoseconds).
     fn halve(&self) {
         for block in self.blocks.iter() {
             for cell in &block.0 {

@@ -11,13 +11,15 @@
 //!
 //! A hit costs one count: a stripe counts gets and misses (hits are the
 //! difference), and the get count also picks the sampled gets (one in
-//! `interval`, a power of two). Inserts are sampled by a per-thread
-//! countdown, see [`sample`].
+//! `interval`, a power of two). Inserts are counted, and picked for
+//! sampling, the same way; so are the inserts rejected without the write
+//! lock (see `ticket.rs`).
 //!
-//! Write-path counters (inserts, admissions, ...) change under the shard's
-//! write lock, so they too are a load and a store.
+//! The other write-path counters (admissions, evictions, ...) change under
+//! the shard's write lock, so they too are a load and a store.
 
 use core::cell::{Cell, RefCell};
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -68,20 +70,31 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
 #[repr(align(128))]
 pub(crate) struct Stripe {
     owned: AtomicBool,
+    /// Its position: `0..n` for the claimable stripes, `n` for the overflow
+    /// stripe (it names the thread's batch in the pattern detector).
+    pub(crate) index: usize,
     /// Gets, hits and misses alike: a hit costs this one count, which
     /// also paces sampling (hits = gets - misses).
     gets: AtomicU64,
     misses: AtomicU64,
+    /// Inserts, which also pace the sampled inserts.
+    inserts: AtomicU64,
+    /// Inserts rejected without the write lock (see `ticket.rs`): each is
+    /// also a rejection of [`CacheStats`].
+    quick_rejections: AtomicU64,
     pub(crate) get_latency: Histogram,
     pub(crate) insert_latency: Histogram,
 }
 
-impl Default for Stripe {
-    fn default() -> Self {
+impl Stripe {
+    fn new(index: usize) -> Self {
         Stripe {
             owned: AtomicBool::new(false),
+            index,
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
+            quick_rejections: AtomicU64::new(0),
             get_latency: Histogram::new(),
             insert_latency: Histogram::new(),
         }
@@ -121,6 +134,19 @@ impl Local<'_> {
     pub(crate) fn miss(&self) {
         self.add(&self.stripe.misses);
     }
+
+    /// Counts an insert and returns its ordinal on this stripe (for 1-in-N
+    /// sampling), like [`Self::tick`] for gets.
+    #[inline]
+    pub(crate) fn insert(&self) -> u64 {
+        self.add(&self.stripe.inserts)
+    }
+
+    /// Counts an insert rejected without the write lock.
+    #[inline]
+    pub(crate) fn quick_rejection(&self) {
+        self.add(&self.stripe.quick_rejections);
+    }
 }
 
 /// The per-thread stripes of one cache.
@@ -140,7 +166,7 @@ struct Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         // The fast path must not outlive the claim.
-        let _ = LAST.try_with(|last| last.set((0, 0)));
+        let _ = LAST.try_with(|last| last.set((0, ptr::null())));
         if let Some(s) = self.stripes.upgrade() {
             s.slots[self.index].owned.store(false, Ordering::Release);
         }
@@ -149,45 +175,26 @@ impl Drop for Claim {
 
 thread_local! {
     static CLAIMS: RefCell<Vec<Claim>> = const { RefCell::new(Vec::new()) };
-    /// The last `(stripes id, index)` this thread used: the fast path.
-    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
-    /// Operations until this thread's next sample, over all caches.
-    static COUNTDOWN: Cell<u32> = const { Cell::new(0) };
+    /// The last `(stripes id, stripe)` this thread used: the fast path.
+    static LAST: Cell<(u64, *const Stripe)> = const { Cell::new((0, ptr::null())) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Counts one operation of the calling thread; returns whether it is
-/// sampled, which it is once in `interval` operations.
-///
-/// One thread-local countdown serves every cache the thread uses: an
-/// unsampled operation costs a decrement, with no clock read and no shared
-/// write. With several caches in use the samples are shared among them in
-/// proportion to their operations.
-#[inline]
-pub(crate) fn sample(interval: u32) -> bool {
-    COUNTDOWN
-        .try_with(|c| {
-            let n = c.get();
-            if n == 0 {
-                c.set(interval.max(1) - 1);
-                true
-            } else {
-                c.set(n - 1);
-                false
-            }
-        })
-        .unwrap_or(false)
-}
-
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
     pub(crate) fn new(n: usize) -> Arc<Self> {
+        let n = n.max(1);
         Arc::new(Stripes {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            slots: (0..n.max(1)).map(|_| Stripe::default()).collect(),
-            overflow: Stripe::default(),
+            slots: (0..n).map(Stripe::new).collect(),
+            overflow: Stripe::new(n),
         })
+    }
+
+    /// Stripes in all, the overflow stripe included.
+    pub(crate) fn count(&self) -> usize {
+        self.slots.len() + 1
     }
 
     /// The calling thread's stripe of `this`, claimed on first use. The
@@ -195,11 +202,15 @@ impl Stripes {
     /// may use the cache again.
     #[inline]
     pub(crate) fn local(this: &Arc<Self>) -> Local<'_> {
-        if let Ok((id, index)) = LAST.try_with(Cell::get)
+        if let Ok((id, stripe)) = LAST.try_with(Cell::get)
             && id == this.id
         {
+            // SAFETY: `LAST` holds a pointer into the stripes with id `id`
+            // (set below, and reset when the claim ends); ids are unique
+            // for the life of the process, so those stripes are `this`,
+            // which outlives the returned borrow.
             return Local {
-                stripe: &this.slots[index],
+                stripe: unsafe { &*stripe },
                 owned: true,
             };
         }
@@ -221,9 +232,10 @@ impl Stripes {
             .flatten();
         match index {
             Some(i) => {
-                let _ = LAST.try_with(|last| last.set((this.id, i)));
+                let stripe = &this.slots[i];
+                let _ = LAST.try_with(|last| last.set((this.id, ptr::from_ref(stripe))));
                 Local {
-                    stripe: &this.slots[i],
+                    stripe,
                     owned: true,
                 }
             }
@@ -266,6 +278,17 @@ impl Stripes {
         (get, insert)
     }
 
+    /// Inserts, and those rejected without the write lock, summed over all
+    /// stripes.
+    pub(crate) fn inserts(&self) -> (u64, u64) {
+        self.all().fold((0, 0), |(i, q), s| {
+            (
+                i + s.inserts.load(Ordering::Relaxed),
+                q + s.quick_rejections.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Hits and misses summed over all stripes.
     pub(crate) fn totals(&self) -> (u64, u64) {
         let (mut gets, mut misses) = (0u64, 0u64);
@@ -282,7 +305,6 @@ impl Stripes {
 /// Write-path counters of one shard; changed only under its write lock.
 #[derive(Default)]
 pub(crate) struct ShardCounters {
-    pub(crate) inserts: AtomicU64,
     pub(crate) admissions: AtomicU64,
     pub(crate) rejections: AtomicU64,
     pub(crate) promotions: AtomicU64,
@@ -293,7 +315,6 @@ pub(crate) struct ShardCounters {
 impl ShardCounters {
     /// Adds this shard's counts into `out`.
     pub(crate) fn add_to(&self, out: &mut CacheStats) {
-        out.inserts += self.inserts.load(Ordering::Relaxed);
         out.admissions += self.admissions.load(Ordering::Relaxed);
         out.rejections += self.rejections.load(Ordering::Relaxed);
         out.promotions += self.promotions.load(Ordering::Relaxed);

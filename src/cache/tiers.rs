@@ -18,7 +18,7 @@
 use core::mem;
 use std::collections::VecDeque;
 
-use super::shard::ShardInner;
+use super::shard::{ShardInner, UNSYNCED};
 use super::sketch::Sketch;
 use super::stats::{ShardCounters, bump_owned};
 
@@ -74,10 +74,23 @@ impl ClockQueue {
         self.items.push_front((slot, stamp));
     }
 
+    /// The `i`-th queued item from the front.
+    #[inline]
+    fn peek(&self, i: usize) -> Option<(u32, u32)> {
+        self.items.get(i).copied()
+    }
+
     /// Whether stale items outnumber live ones enough to sweep them out.
     fn needs_compaction(&self) -> bool {
         self.items.len() > 2 * self.live + 64
     }
+}
+
+/// The frequency a new key competes with in admission: its count before
+/// this access (`prior`, from [`Sketch::increment`]) plus this access.
+#[inline]
+pub(crate) fn admission_frequency(prior: u8) -> u8 {
+    (prior + 1).min(15)
 }
 
 /// What an insert did, for the counters.
@@ -96,10 +109,37 @@ impl Count<'_> {
     }
 }
 
+impl<K, V> ShardInner<K, V> {
+    /// The hash of the entry that [`Self::warm_victim`] would pick without
+    /// moving anything, if there is one: the shard is full and in step with
+    /// the hot target, and the first live item of the warm queue (within a
+    /// few stale ones) is unreferenced and owes the sketch nothing. Under
+    /// the read lock (see `ticket.rs`).
+    #[inline]
+    pub(crate) fn idle_warm_victim(&self) -> Option<u64> {
+        if self.len() < self.capacity || self.synced == UNSYNCED {
+            return None;
+        }
+        // An eviction drops the victim's item, so the front is usually live.
+        for i in 0..2 {
+            let (slot, stamp) = self.warm.peek(i)?;
+            if let Some(e) = &self.slots[slot as usize]
+                && e.stamp == stamp
+            {
+                return e.is_idle().then_some(e.hash);
+            }
+        }
+        None
+    }
+}
+
 impl<K: Eq, V> ShardInner<K, V> {
     /// Inserts or replaces `key`, counting the access in the sketch. A new
     /// key in a full shard goes through admission and may be rejected.
-    /// `count` turns the counters on.
+    /// `count` turns the counters on. `counted`: the key's frequency, if
+    /// the caller has already counted this access in the sketch (an insert
+    /// whose rejection ticket it did not lose, see `ticket.rs`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -108,12 +148,12 @@ impl<K: Eq, V> ShardInner<K, V> {
         sketch: &Sketch,
         counters: &ShardCounters,
         count: bool,
+        counted: Option<u8>,
     ) {
         let c = Count {
             counters,
             on: count,
         };
-        c.add(|c| &c.inserts);
         if let Some((_, slot)) = self.find(hash, &key) {
             let e = self.entry_mut(slot);
             e.touch();
@@ -123,7 +163,7 @@ impl<K: Eq, V> ShardInner<K, V> {
         // An insert of an absent key is an access: usually the miss that
         // preceded it, which the get path leaves uncounted so that it
         // writes nothing shared.
-        let candidate_freq = (sketch.increment(hash) + 1).min(15);
+        let candidate_freq = counted.unwrap_or_else(|| admission_frequency(sketch.increment(hash)));
         if self.len() < self.capacity {
             self.place(hash, key, value, Tier::Warm);
             c.add(|c| &c.admissions);
@@ -133,6 +173,10 @@ impl<K: Eq, V> ShardInner<K, V> {
         let victim = self.warm_victim(sketch, &c);
         let victim_freq = sketch.frequency(self.entry(victim).hash);
         if candidate_freq > victim_freq {
+            // The victim's item is at the front (see `warm_victim`): drop it
+            // now rather than leave it stale in front of the next victim.
+            let front = self.warm.pop_front();
+            debug_assert_eq!(front.map(|(slot, _)| slot), Some(victim));
             drop(self.take(victim, sketch));
             c.add(|c| &c.evictions);
             self.place(hash, key, value, Tier::Warm);
