@@ -244,6 +244,15 @@ fn site_ptr(site: &'static Location<'static>) -> *mut Location<'static> {
     ptr::from_ref(site).cast_mut()
 }
 
+/// `file:line` of a recorded call site, for a report.
+#[cold]
+fn site_text(site: *mut Location<'static>) -> String {
+    site_ref(site).map_or_else(
+        || "an unknown site".to_string(),
+        |s| format!("{}:{}", s.file(), s.line()),
+    )
+}
+
 #[inline]
 fn site_ref(site: *mut Location<'static>) -> Option<&'static Location<'static>> {
     // SAFETY: site pointers only ever come from `&'static Location`.
@@ -530,17 +539,15 @@ impl LockDiag {
         if !untimed {
             return None;
         }
-        let here = format!("{}:{}", site.file(), site.line());
+        // Formatted only for a report: every park passes here.
+        let here = format_args!("{}:{}", site.file(), site.line());
         // A tenure older than this thread's claim on its record is that of
         // an exited thread (a leaked guard) whose record this one reuses.
         if let Some(tenure) = record.excl.current()
             && tenure.thread_id() == me.id
             && me.alive_since(tenure.since())
         {
-            let held_at = site_ref(tenure.site()).map_or_else(
-                || "an unknown site".to_string(),
-                |s| format!("{}:{}", s.file(), s.line()),
-            );
+            let held_at = site_text(tenure.site());
             return Some(format!(
                 "this thread already holds it exclusively (acquired at {held_at}) and asks for it again ({mode:?}) at {here}"
             ));
@@ -558,10 +565,7 @@ impl LockDiag {
                 _ => false,
             };
             if hopeless {
-                let held_at = site_ref(me.slots[i].site.load(Ordering::Relaxed)).map_or_else(
-                    || "an unknown site".to_string(),
-                    |s| format!("{}:{}", s.file(), s.line()),
-                );
+                let held_at = site_text(me.slots[i].site.load(Ordering::Relaxed));
                 let why = if mode == Mode::Shared {
                     ", and a writer is queued behind that read"
                 } else {
