@@ -238,8 +238,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             if !Self::admits_reader(state) {
                 return None;
             }
-            let Some(next) = self.add_reader(state, "try_lock_shared") else {
-                state = self.state.load(Ordering::Relaxed);
+            let Some(next) = self.add_reader(&mut state, "try_lock_shared") else {
                 continue;
             };
             match self.state.compare_exchange_weak(
@@ -462,8 +461,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
             if state & (WRITER | UPGRADABLE) != 0 {
                 return None;
             }
-            let Some(next) = self.add_reader(state, "try_lock_upgradable") else {
-                state = self.state.load(Ordering::Relaxed);
+            let Some(next) = self.add_reader(&mut state, "try_lock_upgradable") else {
                 continue;
             };
             let next = next | UPGRADABLE;
@@ -758,22 +756,22 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
 
     /// `state` with one more reader; an overflow is reported, never wrapped.
     /// `None`: the word is being restored after a release of a read lock that
-    /// was not held; reload it and try again.
+    /// was not held; `state` is then the word once restored, to try again.
     #[inline]
-    fn add_reader(&self, state: usize, operation: &'static str) -> Option<usize> {
-        if readers(state) < MAX_READERS {
-            Some(state + ONE_READER)
+    fn add_reader(&self, state: &mut usize, operation: &'static str) -> Option<usize> {
+        if readers(*state) < MAX_READERS {
+            Some(*state + ONE_READER)
         } else {
             self.add_reader_slow(state, operation)
         }
     }
 
     #[cold]
-    fn add_reader_slow(&self, state: usize, operation: &'static str) -> Option<usize> {
-        if readers(state) == MAX_READERS {
-            self.overflow(operation, state)
+    fn add_reader_slow(&self, state: &mut usize, operation: &'static str) -> Option<usize> {
+        if readers(*state) == MAX_READERS {
+            self.overflow(operation, *state)
         }
-        self.settled(state);
+        *state = self.settled(*state);
         None
     }
 
@@ -912,8 +910,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if Self::admits_reader(state) {
-                let Some(next) = self.add_reader(state, "lock_shared") else {
-                    state = self.state.load(Ordering::Relaxed);
+                let Some(next) = self.add_reader(&mut state, "lock_shared") else {
                     continue;
                 };
                 match self.state.compare_exchange_weak(
@@ -946,8 +943,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & (WRITER | UPGRADABLE) == 0 {
-                let Some(next) = self.add_reader(state, "lock_upgradable") else {
-                    state = self.state.load(Ordering::Relaxed);
+                let Some(next) = self.add_reader(&mut state, "lock_upgradable") else {
                     continue;
                 };
                 let next = next | UPGRADABLE;
@@ -1155,9 +1151,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         }
         let mut state = self.state.load(Ordering::Relaxed);
         let next = loop {
-            if broken_invariant(state).is_some() {
-                state = self.settled(state);
-            }
+            state = self.settled(state);
             if state & WRITER == 0 || broken_invariant(state).is_some() {
                 let _ = violation::report(
                     self.violation("abandon_claim", "the claiming writer's bit is gone", state),
@@ -1171,8 +1165,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             }
             let mut next = state & !(WRITER | WRITER_PARKED);
             if to == Abandon::ToUpgradable {
-                let Some(with_reader) = self.add_reader(next, "try_upgrade_for") else {
-                    state = self.state.load(Ordering::Relaxed);
+                let Some(with_reader) = self.add_reader(&mut next, "try_upgrade_for") else {
+                    state = next;
                     continue;
                 };
                 next = with_reader | UPGRADABLE;
@@ -1294,10 +1288,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     fn unlock_exclusive_slow(&self, force_fair: bool) {
         // Readers are never blocked by UPGRADABLE and a writer owns no
         // UPGRADABLE, so every parked thread is eligible: wake as `All`.
-        let mut state = self.state.load(Ordering::Relaxed);
-        if broken_invariant(state).is_some() {
-            state = self.settled(state);
-        }
+        let state = self.settled(self.state.load(Ordering::Relaxed));
         if !Self::holds_exclusive(state) {
             return self.refuse("unlock_exclusive", "the lock is not write-locked", state);
         }
