@@ -5,6 +5,7 @@
 //! cargo run --release --example cache_bench            # ~2 minutes
 //! cargo run --release --example cache_bench -- --quick # ~20 seconds
 //! cargo run --release --example cache_bench -- --only quick_cache
+//! cargo run --release --example cache_bench -- --only "lockscope,lockscope obs-off" --repeat 9
 //! cargo run --release --example cache_bench -- --stream zipf1.0 --threads 1,2
 //! cargo run --release --example cache_bench -- --repeat 3 # best of 3 rounds
 //! ```
@@ -142,12 +143,23 @@ fn measure(cache: usize, keys: &[u64], threads: usize) -> (f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME`: run just that cache (for profiling).
-    let only = args
+    // `--only NAME[,NAME...]`: run just those caches (for profiling, or
+    // for a long run of two of them side by side).
+    let only: Option<Vec<usize>> = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
-        .and_then(|name| CACHES.iter().position(|c| c == name));
+        .map(|names| {
+            names
+                .split(',')
+                .map(|name| {
+                    CACHES
+                        .iter()
+                        .position(|c| *c == name)
+                        .unwrap_or_else(|| panic!("--only: {name:?} is none of {CACHES:?}"))
+                })
+                .collect()
+        });
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -195,7 +207,7 @@ fn main() {
             let mut row = vec![(f64::NAN, f64::NAN); CACHES.len()];
             for _ in 0..repeat {
                 for (c, cell) in row.iter_mut().enumerate() {
-                    if only.is_some_and(|o| o != c) {
+                    if only.as_ref().is_some_and(|o| !o.contains(&c)) {
                         continue;
                     }
                     let (h, m) = measure(c, &stream.keys, t);

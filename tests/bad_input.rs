@@ -961,13 +961,21 @@ fn builder_edge_values() {
         b().sample_interval(0).build().unwrap_err(),
         BuildError::ZeroSampleInterval
     );
+    assert_eq!(
+        b().latency_interval(0).build().unwrap_err(),
+        BuildError::ZeroLatencyInterval
+    );
     assert_eq!(b().shards(0).build().unwrap_err(), BuildError::ZeroShards);
     assert_eq!(
         TwoTierCache::<u32, u32>::builder().build().unwrap_err(),
         BuildError::ZeroCapacity
     );
     // The largest interval that is a power of two works.
-    let c = b().sample_interval(1 << 31).build().expect("valid");
+    let c = b()
+        .sample_interval(1 << 31)
+        .latency_interval(1 << 31)
+        .build()
+        .expect("valid");
     c.insert(1, 1);
     assert_eq!(c.get(&1), Some(1));
 }
@@ -981,6 +989,7 @@ fn huge_sample_interval_does_not_panic() {
             let c = TwoTierCache::<u32, u32>::builder()
                 .capacity(10)
                 .sample_interval(n)
+                .latency_interval(n)
                 .build()
                 .ok()?;
             c.insert(1, 1);

@@ -202,6 +202,7 @@ fn observability_reports() {
     let cache = TwoTierCache::<u64, u64>::builder()
         .capacity(64)
         .sample_interval(1)
+        .latency_interval(1)
         .build()
         .unwrap();
     for i in 0..5000u64 {
@@ -262,4 +263,25 @@ fn detects_a_scan() {
     }
     let p = cache.patterns();
     assert!(p.scan_detected, "{p:?}");
+}
+
+#[test]
+fn latency_and_detector_sample_at_their_own_rates() {
+    // 1 get in 4 to the detector, 1 get and 1 insert in 16 timed.
+    let cache = TwoTierCache::<u64, u64>::builder()
+        .capacity(64)
+        .sample_interval(4)
+        .latency_interval(16)
+        .build()
+        .unwrap();
+    for k in 0..1600u64 {
+        cache.insert(k % 50, k);
+    }
+    for k in 0..3200u64 {
+        let _ = cache.get(&(k % 50));
+    }
+    let m = cache.metrics();
+    assert_eq!(m.get.count(), 3200 / 16);
+    assert_eq!(m.insert.count(), 1600 / 16);
+    assert_eq!(cache.patterns().samples, 3200 / 4);
 }

@@ -92,9 +92,14 @@ struct Observer<K> {
     /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
     patterns: PatternDetector<K>,
-    /// One get in `mask + 1` (a power of two) is timed and offered to the
-    /// pattern detector; one insert in `mask + 1` is timed.
+    /// One get in `mask + 1` (a power of two) is offered to the pattern
+    /// detector.
     mask: u64,
+    /// One get and one insert in `timed_mask + 1` (a power of two) are timed.
+    timed_mask: u64,
+    /// The smaller of the two: a get whose count has none of these bits set
+    /// takes the sampled path.
+    either_mask: u64,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
 }
@@ -116,7 +121,8 @@ pub struct TwoTierCache<K, V, S = RandomState> {
 impl<K, V> TwoTierCache<K, V, RandomState> {
     /// A builder with the defaults: no capacity (it must be set), hot
     /// fraction 0.7, automatic shard count, observability on, 1-in-64
-    /// sampling, [`RandomState`] hashing (foldhash, randomly seeded).
+    /// sampling for the pattern detector and 1-in-256 for the latency
+    /// histograms, [`RandomState`] hashing (foldhash, randomly seeded).
     pub fn builder() -> TwoTierCacheBuilder<K, V, RandomState> {
         TwoTierCacheBuilder::default()
     }
@@ -133,14 +139,17 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 Shard::new(cap, hot.min(cap - 1), b.hot_fraction, i, nshards)
             })
             .collect();
-        let interval = b.sample_interval;
+        let mask = u64::from(b.sample_interval.next_power_of_two()) - 1;
+        let timed_mask = u64::from(b.latency_interval.next_power_of_two()) - 1;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let stripes = Stripes::new((cpus * 4).max(16));
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.count()),
                 stripes,
-                mask: u64::from(interval.next_power_of_two()) - 1,
+                mask,
+                timed_mask,
+                either_mask: mask.min(timed_mask),
                 climber: b
                     .hill_climbing
                     .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
@@ -242,8 +251,9 @@ where
             return shard::lookup(shard, hash, key, false).map(|(v, _)| v);
         };
         let local = Stripes::local(&obs.stripes);
-        if local.tick() & obs.mask == 0 {
-            return self.get_sampled(obs, key, local);
+        let n = local.tick();
+        if n & obs.either_mask == 0 {
+            return self.get_sampled(obs, key, local, n);
         }
         let hash = self.hash(key);
         let shard = self.shard(hash);
@@ -254,31 +264,39 @@ where
         v
     }
 
-    /// A get that the stripe's get count picked: timed, then recorded by
-    /// the pattern detector.
+    /// A get that the stripe's get count `n` picked: timed (one in
+    /// `timed_mask + 1`), and recorded by the pattern detector (one in
+    /// `mask + 1`).
     #[cold]
     #[inline(never)]
-    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q, local: Local<'_>) -> Option<V>
+    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q, local: Local<'_>, n: u64) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let start = Instant::now();
+        let start = (n & obs.timed_mask == 0).then(Instant::now);
+        let detect = n & obs.mask == 0;
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let (v, k, prior) = match shard::lookup(shard, hash, key, true) {
+        let (v, k, prior) = match shard::lookup(shard, hash, key, detect) {
             // A hit is known to the sketch (it is cached).
             Some((v, k)) => (Some(v), k, 1),
-            None => (None, None, shard.sketch.frequency(hash)),
+            None if detect => (None, None, shard.sketch.frequency(hash)),
+            None => (None, None, 0),
         };
         if v.is_none() {
             local.miss();
         }
         // Timed before the detector's work, which is not the get's.
-        local
-            .stripe
-            .get_latency
-            .record(start.elapsed(), local.owned);
+        if let Some(start) = start {
+            local
+                .stripe
+                .get_latency
+                .record(start.elapsed(), local.owned);
+        }
+        if !detect {
+            return v;
+        }
         let epoch_done = obs
             .patterns
             .record(local.stripe.index, hash, k, v.is_some(), prior);
@@ -304,10 +322,10 @@ where
     /// same key, as in cache-aside code, is usually decided without the
     /// shard's write lock when it is rejected.
     pub fn insert(&self, key: K, value: V) {
-        // Counted, and one in `mask + 1` timed, on the thread's stripe.
+        // Counted, and one in `timed_mask + 1` timed, on the thread's stripe.
         let seen = self.obs.as_deref().map(|obs| {
             let local = Stripes::local(&obs.stripes);
-            let sampled = local.insert() & obs.mask == 0;
+            let sampled = local.insert() & obs.timed_mask == 0;
             (local, sampled.then(Instant::now))
         });
         let hash = self.hash(&key);
