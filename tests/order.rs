@@ -89,14 +89,20 @@ fn an_inversion_can_carry_a_backtrace() {
     b.set_label("order-bt-b");
     drop((a.lock(), b.lock()));
     let _b = b.lock();
-    let _a = a.lock();
+    let _a = lock_the_inverted_pair_here(&a);
     let v = order::violations()
         .into_iter()
         .find(|v| v.held == "order-bt-b")
         .expect("reported");
     let backtrace = v.backtrace.expect("captured");
     assert!(
-        backtrace.contains("an_inversion_can_carry_a_backtrace"),
+        backtrace.contains("lock_the_inverted_pair_here"),
         "{backtrace}"
     );
+}
+
+/// Not inlined, so that its name is in the backtrace in release builds too.
+#[inline(never)]
+fn lock_the_inverted_pair_here(m: &Mutex<()>) -> lockscope::MutexGuard<'_, ()> {
+    m.lock()
 }
