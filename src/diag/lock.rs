@@ -268,7 +268,7 @@ impl LockDiag {
     }
 
     /// The record, if the lock has been acquired (or labelled) yet.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self) -> Option<&LockRecord> {
         let tagged = self.record.load(Ordering::Acquire);
         // SAFETY: a non-null record stays allocated until this lock drops
@@ -277,7 +277,7 @@ impl LockDiag {
         unsafe { tagged.map_addr(|a| a & !NEXT_TENURE).as_ref() }
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&self, kind: &'static str, site: &'static Location<'static>) -> &LockRecord {
         match self.get() {
             Some(record) => record,
@@ -342,7 +342,7 @@ impl LockDiag {
     }
 
     /// The calling thread now holds the lock exclusively.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquired_exclusive(&self, kind: &'static str, site: &'static Location<'static>) {
         let record = self.record(kind, site);
         let Some(me) = thread::current() else { return };
@@ -370,7 +370,7 @@ impl LockDiag {
 
     /// The exclusive holder is about to release the lock. Hand the result to
     /// [`Self::released_exclusive`] once the lock word is released.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn releasing_exclusive(&self) -> Release {
         let nothing = Release {
             wait_ns: 0,
@@ -419,7 +419,7 @@ impl LockDiag {
     }
 
     /// The lock word is released: record what the release left.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn released_exclusive(&self, release: Release) {
         if release.wait_ns | release.sampled_at != 0 {
             self.record_release(release);

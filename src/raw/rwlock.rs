@@ -272,7 +272,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         }
     }
 
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     fn lock_exclusive(&self) -> GuardMarker {
         if self
@@ -311,7 +311,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         }
     }
 
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
         let release = self.diag.releasing_exclusive();
