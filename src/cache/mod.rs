@@ -38,9 +38,9 @@
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
 //! costs an unsampled hit one uncontended counter update (a miss two): gets
 //! and misses are counted in a stripe owned by the calling thread, and the
-//! get count also picks the sampled gets. One get in 64 reads the clock for the latency histogram and is
-//! then offered to the pattern detector, which skips it if its window is
-//! busy.
+//! get count also picks the sampled gets. One get in 64 is offered to the
+//! pattern detector, which skips it if its window is busy; one in 256 reads
+//! the clock twice for the latency histogram.
 
 mod builder;
 mod climb;
