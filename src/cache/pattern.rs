@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::sketch::Padded;
 use crate::Mutex;
 use crate::diag::Inspect as _;
 
@@ -153,10 +154,14 @@ impl<K> Window<K> {
 
 /// The detector: the window, the threads' batches, and a lock-free count
 /// of skipped samples.
+///
+/// Each lock sits on lines of its own. Side by side, two threads' batches
+/// shared a line that both wrote on every sample, and the window's lock
+/// word shared one with the sampling masks that every get reads.
 pub(crate) struct PatternDetector<K> {
-    window: Mutex<Window<K>>,
+    window: Padded<Mutex<Window<K>>>,
     /// One per stats stripe: that stripe's samples not yet in the window.
-    batches: Box<[Mutex<Vec<Sample<K>>>]>,
+    batches: Box<[Padded<Mutex<Vec<Sample<K>>>>]>,
     skipped: core::sync::atomic::AtomicU64,
 }
 
@@ -165,14 +170,14 @@ impl<K: Clone> PatternDetector<K> {
     pub(crate) fn new(stripes: usize) -> Self {
         let batches: Box<[_]> = (0..stripes)
             // Allocated here, so that recording allocates nothing.
-            .map(|_| Mutex::new(Vec::with_capacity(BATCH)))
+            .map(|_| Padded(Mutex::new(Vec::with_capacity(BATCH))))
             .collect();
         for (i, b) in batches.iter().enumerate() {
-            b.set_label(&format!("lockscope::cache pattern batch {i}/{stripes}"));
+            b.0.set_label(&format!("lockscope::cache pattern batch {i}/{stripes}"));
         }
         let detector = PatternDetector {
             batches,
-            window: Mutex::new(Window {
+            window: Padded(Mutex::new(Window {
                 ring: VecDeque::with_capacity(WINDOW),
                 epoch_total: 0,
                 epoch_hits: 0,
@@ -181,10 +186,10 @@ impl<K: Clone> PatternDetector<K> {
                 cold_baseline: None,
                 scan: false,
                 samples: 0,
-            }),
+            })),
             skipped: core::sync::atomic::AtomicU64::new(0),
         };
-        detector.window.set_label("lockscope::cache pattern window");
+        detector.window.0.set_label("lockscope::cache pattern window");
         detector
     }
 
@@ -203,7 +208,7 @@ impl<K: Clone> PatternDetector<K> {
     ) -> bool {
         // try-lock-or-skip: only the stripe's owner takes its batch (all
         // threads without a stripe share the last), so this rarely fails.
-        let Some(mut b) = self.batches.get(batch).and_then(Mutex::try_lock) else {
+        let Some(mut b) = self.batches.get(batch).and_then(|b| b.0.try_lock()) else {
             self.skip(1);
             return false;
         };
@@ -212,7 +217,7 @@ impl<K: Clone> PatternDetector<K> {
             return false;
         }
         // try-lock-or-skip: a get never waits for the window.
-        let Some(mut w) = self.window.try_lock() else {
+        let Some(mut w) = self.window.0.try_lock() else {
             self.skip(b.len());
             b.clear();
             return false;
@@ -232,11 +237,11 @@ impl<K: Clone> PatternDetector<K> {
     /// The current view, with every thread's batch flushed into it first.
     pub(crate) fn snapshot(&self, hot_fraction: f64) -> Patterns<K> {
         // Off the get path: a snapshot may wait for a recording thread.
-        let mut w = self.window.lock();
+        let mut w = self.window.0.lock();
         for batch in self.batches.iter() {
             // Off the get path; the batch's owner holds it only while it
             // records a sample, and takes the window only with `try_lock`.
-            for (hash, key, hit, prior) in batch.lock().drain(..) {
+            for (hash, key, hit, prior) in batch.0.lock().drain(..) {
                 w.record(hash, key, hit, prior);
             }
         }
@@ -298,7 +303,7 @@ mod tests {
     #[test]
     fn a_batch_reaches_the_window_when_full_or_at_a_snapshot() {
         let d = PatternDetector::<u64>::new(2);
-        let peek = |d: &PatternDetector<u64>| d.window.lock().samples;
+        let peek = |d: &PatternDetector<u64>| d.window.0.lock().samples;
         for i in 0..BATCH as u64 - 1 {
             assert!(!d.record(0, i, Some(i), true, 1));
             d.record(1, i, None, false, 0);
@@ -314,7 +319,7 @@ mod tests {
         );
         assert_eq!(p.skipped, 0);
         // A busy window drops the full batch, counted.
-        let held = d.window.lock();
+        let held = d.window.0.lock();
         for i in 0..BATCH as u64 {
             d.record(0, i, None, false, 0);
         }
