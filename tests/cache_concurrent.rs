@@ -149,3 +149,44 @@ fn threads_come_and_go() {
     }
     assert_eq!(cache.stats().hits, 100);
 }
+
+#[test]
+fn every_sample_is_recorded_or_counted_as_skipped_while_snapshots_run() {
+    // Every get is offered to the detector: 4 threads x 50k gets. A fifth
+    // thread takes snapshots throughout, draining the threads' batches
+    // while they record into them.
+    let cache = TwoTierCache::<u64, u64>::builder()
+        .capacity(1000)
+        .sample_interval(1)
+        .build()
+        .unwrap();
+    for k in 0..500 {
+        cache.insert(k, k);
+    }
+    let (threads, gets) = (4u64, 50_000u64);
+    let done = AtomicUsize::new(0);
+    let mut snapshots = 0;
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (cache, done) = (&cache, &done);
+            s.spawn(move || {
+                for i in 0..gets {
+                    let k = (i * 7 + t) % 1000;
+                    assert_eq!(cache.get(&k).is_some(), k < 500);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        while done.load(Ordering::SeqCst) < threads as usize {
+            let p = cache.patterns();
+            assert!(p.samples + p.skipped <= threads * gets, "{p:?}");
+            snapshots += 1;
+        }
+    });
+    let p = cache.patterns();
+    assert!(snapshots > 0);
+    assert_eq!(p.samples + p.skipped, threads * gets, "{p:?}");
+    // The window's hit ratio is the workload's (half the keys are cached).
+    let last = *p.hit_ratios.last().expect("epochs closed");
+    assert!((last - 0.5).abs() < 0.2, "{p:?}");
+}

@@ -88,10 +88,10 @@ pub struct CacheMetrics {
 }
 
 /// Everything observability adds; absent when it is off.
-struct Observer<K> {
+struct Observer {
     /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
-    patterns: PatternDetector<K>,
+    patterns: PatternDetector,
     /// One get in `mask + 1` (a power of two) is offered to the pattern
     /// detector.
     mask: u64,
@@ -113,7 +113,7 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     shards: Box<[Shard<K, V>]>,
     hasher: S,
     capacity: usize,
-    obs: Option<Box<Observer<K>>>,
+    obs: Option<Box<Observer>>,
     /// The hot fraction the shards follow (moved by the hill climber).
     hot_target: Target,
 }
@@ -145,7 +145,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let stripes = Stripes::new((cpus * 4).max(16));
             Box::new(Observer {
-                patterns: PatternDetector::new(stripes.count()),
+                patterns: PatternDetector::new(stripes.claimable()),
                 stripes,
                 mask,
                 timed_mask,
@@ -248,7 +248,7 @@ where
         let Some(obs) = self.obs.as_deref() else {
             let hash = self.hash(key);
             let shard = self.shard(hash);
-            return shard::lookup(shard, hash, key, false).map(|(v, _)| v);
+            return shard::lookup(shard, hash, key);
         };
         let local = Stripes::local(&obs.stripes);
         let n = local.tick();
@@ -257,7 +257,7 @@ where
         }
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let v = shard::lookup(shard, hash, key, false).map(|(v, _)| v);
+        let v = shard::lookup(shard, hash, key);
         if v.is_none() {
             local.miss();
         }
@@ -269,7 +269,7 @@ where
     /// `mask + 1`).
     #[cold]
     #[inline(never)]
-    fn get_sampled<Q>(&self, obs: &Observer<K>, key: &Q, local: Local<'_>, n: u64) -> Option<V>
+    fn get_sampled<Q>(&self, obs: &Observer, key: &Q, local: Local<'_>, n: u64) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -278,11 +278,12 @@ where
         let detect = n & obs.mask == 0;
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        let (v, k, prior) = match shard::lookup(shard, hash, key, detect) {
+        let v = shard::lookup(shard, hash, key);
+        let prior = match v {
             // A hit is known to the sketch (it is cached).
-            Some((v, k)) => (Some(v), k, 1),
-            None if detect => (None, None, shard.sketch.frequency(hash)),
-            None => (None, None, 0),
+            Some(_) => 1,
+            None if detect => shard.sketch.frequency(hash),
+            None => 0,
         };
         if v.is_none() {
             local.miss();
@@ -297,9 +298,8 @@ where
         if !detect {
             return v;
         }
-        let epoch_done = obs
-            .patterns
-            .record(local.stripe.index, hash, k, v.is_some(), prior);
+        let batch = local.owned.then_some(local.stripe.index);
+        let epoch_done = obs.patterns.record(batch, hash, v.is_some(), prior);
         if epoch_done && let Some(climber) = &obs.climber {
             // try-lock-or-skip: the next epoch will try again.
             if let Some(mut c) = climber.try_lock() {
@@ -458,8 +458,8 @@ where
                 };
                 // A flight may have completed between our miss and our
                 // registration: look again before loading.
-                let v = match shard::lookup(shard, hash, &key, false) {
-                    Some((v, _)) => v,
+                let v = match shard::lookup(shard, hash, &key) {
+                    Some(v) => v,
                     None => {
                         let load = load.take().expect("a caller leads at most once");
                         let v = load();
@@ -552,7 +552,11 @@ where
     /// The pattern detector's view; empty when observability is off.
     pub fn patterns(&self) -> Patterns<K> {
         self.obs.as_deref().map_or_else(Patterns::default, |obs| {
-            obs.patterns.snapshot(self.hot_target.fraction())
+            obs.patterns.snapshot(self.hot_target.fraction(), |hash| {
+                // Off the get path; one shard read lock per hot key named.
+                let shard = self.shard(hash);
+                shard.inner.read().key_of(hash).cloned()
+            })
         })
     }
 

@@ -5,11 +5,17 @@
 //! recording, the samples are skipped, so a get never waits here.
 //!
 //! Each thread first gathers its samples in a batch of its own (one per
-//! stats stripe, behind a `try_lock` that only its owner takes), and takes
-//! the window once per [`BATCH`] samples. The window's lock and lines are
-//! shared by every thread: taken per sample, they moved between cores on
-//! every sampled get. The price is a lag: the window misses up to
-//! `BATCH - 1` samples per thread until a snapshot flushes them.
+//! stats stripe), and takes the window once per [`BATCH`] samples. The
+//! window's lock and lines are shared by every thread: taken per sample,
+//! they moved between cores on every sampled get. The price is a lag: the
+//! window misses up to `BATCH - 1` samples per thread until a snapshot
+//! flushes them.
+//!
+//! A sample is two numbers, the key's hash and whether it hit (with the
+//! sketch's count of the key before the access), so a batch is a few
+//! atomics that only the stripe's owner writes: recording takes no lock and
+//! clones no key (a `String` key would allocate). The hot keys are named at
+//! snapshot time, from the cache, by their hashes.
 //!
 //! From the window it reports the hottest keys (their share of the sampled
 //! accesses), the hit ratio per epoch of 256 samples and its trend, and
@@ -19,6 +25,7 @@
 //! each, so nearly all of its accesses are cold misses; a stationary workload
 //! keeps that share steady, however skewed it is.
 
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::collections::{HashMap, VecDeque};
 
 use super::sketch::Padded;
@@ -36,9 +43,10 @@ const TOP: usize = 8;
 /// Samples a thread gathers before it takes the window.
 pub(crate) const BATCH: usize = 8;
 
-/// A sample waiting in a batch: the key's hash, the stored key on a hit,
-/// whether it hit, and the sketch's count of the key before the access.
-type Sample<K> = (u64, Option<K>, bool, u8);
+/// A sample's flags: the key hit...
+const HIT: u8 = 0x80;
+/// ...and the sketch's count of the key before the access (4-bit counters).
+const PRIOR: u8 = 0x0f;
 
 /// Which way the hit ratio has been moving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +74,9 @@ pub struct HotKey<K> {
 /// The detector's view of the workload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Patterns<K> {
-    /// The most accessed keys in the window that were hits (a key is known
-    /// only once it is cached), hottest first; at most eight.
+    /// The most sampled keys in the window that hit, hottest first, at most
+    /// eight. A key is named from the cache when the snapshot is taken, so
+    /// one evicted since its samples is left out.
     pub hot_keys: Vec<HotKey<K>>,
     /// Hit ratio of each recent epoch of 256 samples, oldest first.
     pub hit_ratios: Vec<f64>,
@@ -100,10 +109,10 @@ impl<K> Default for Patterns<K> {
     }
 }
 
-struct Window<K> {
-    /// The last [`WINDOW`] samples: key hash and, for hits, the key.
-    /// Counted only when a snapshot is taken, so recording stays cheap.
-    ring: VecDeque<(u64, Option<K>)>,
+struct Window {
+    /// The last [`WINDOW`] samples: key hash, and whether it hit. Counted
+    /// only when a snapshot is taken, so recording stays cheap.
+    ring: VecDeque<(u64, bool)>,
     epoch_total: u32,
     epoch_hits: u32,
     epoch_cold: u32,
@@ -113,15 +122,16 @@ struct Window<K> {
     samples: u64,
 }
 
-impl<K> Window<K> {
+impl Window {
     /// Adds a sample; returns whether it completed an epoch.
-    fn record(&mut self, hash: u64, key: Option<K>, hit: bool, prior: u8) -> bool {
+    fn record(&mut self, hash: u64, flags: u8) -> bool {
+        let (hit, prior) = (flags & HIT != 0, flags & PRIOR);
         let w = self;
         w.samples += 1;
         if w.ring.len() == WINDOW {
             w.ring.pop_front();
         }
-        w.ring.push_back((hash, key));
+        w.ring.push_back((hash, hit));
         w.epoch_total += 1;
         if hit {
             w.epoch_hits += 1;
@@ -152,31 +162,108 @@ impl<K> Window<K> {
     }
 }
 
+/// One stripe's samples not yet in the window.
+///
+/// Only the stripe's owner adds samples; a thread that holds the window
+/// lock (the owner when the batch is full, or a snapshot) drains them. The
+/// owner writes a sample's slots first and publishes it by raising `len`
+/// with a compare-exchange; a drain marks `len` [`DRAINING`] while it reads
+/// the published slots, and ends by setting it to 0. So a drain never reads
+/// a slot being written, and a sample added during a drain is skipped (its
+/// compare-exchange fails), not mixed into another.
+struct Batch {
+    hashes: [AtomicU64; BATCH],
+    flags: [AtomicU8; BATCH],
+    /// Samples published, `| DRAINING` while a drain reads them.
+    len: AtomicUsize,
+}
+
+/// [`Batch::len`]'s mark while a drain reads the slots.
+const DRAINING: usize = 1 << (usize::BITS - 1);
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            hashes: core::array::from_fn(|_| AtomicU64::new(0)),
+            flags: core::array::from_fn(|_| AtomicU8::new(0)),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a sample (only the stripe's owner calls this); the samples now
+    /// in the batch, or `None` if a drain is running or the batch is full
+    /// (the sample is then not kept).
+    fn push(&self, hash: u64, flags: u8) -> Option<usize> {
+        // Acquire: a drain's reads of the slots came before its reset.
+        let n = self.len.load(Ordering::Acquire);
+        if n >= BATCH {
+            return None;
+        }
+        self.hashes[n].store(hash, Ordering::Relaxed);
+        self.flags[n].store(flags, Ordering::Relaxed);
+        self.len
+            .compare_exchange(n, n + 1, Ordering::Release, Ordering::Relaxed)
+            .ok()
+            .map(|_| n + 1)
+    }
+
+    /// Moves the samples into `w` (the caller holds the window lock, so no
+    /// other drain runs); returns whether an epoch was completed.
+    fn drain_into(&self, w: &mut Window) -> bool {
+        let mut n = self.len.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            // Acquire: the owner's slot writes came before it published them.
+            match self.len.compare_exchange_weak(
+                n,
+                n | DRAINING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        let mut epoch_done = false;
+        for i in 0..n {
+            let hash = self.hashes[i].load(Ordering::Relaxed);
+            epoch_done |= w.record(hash, self.flags[i].load(Ordering::Relaxed));
+        }
+        // Release: the reads above come before the owner's next writes.
+        self.len.store(0, Ordering::Release);
+        epoch_done
+    }
+
+    /// Drops a full batch that the window could not take; false if a drain
+    /// (a snapshot's) took it first.
+    fn discard_full(&self) -> bool {
+        self.len
+            .compare_exchange(BATCH, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
 /// The detector: the window, the threads' batches, and a lock-free count
 /// of skipped samples.
 ///
-/// Each lock sits on lines of its own. Side by side, two threads' batches
-/// shared a line that both wrote on every sample, and the window's lock
-/// word shared one with the sampling masks that every get reads.
-pub(crate) struct PatternDetector<K> {
-    window: Padded<Mutex<Window<K>>>,
-    /// One per stats stripe: that stripe's samples not yet in the window.
-    batches: Box<[Padded<Mutex<Vec<Sample<K>>>>]>,
-    skipped: core::sync::atomic::AtomicU64,
+/// The window lock and each batch sit on lines of their own. Side by side,
+/// two threads' batches shared a line that both wrote on every sample, and
+/// the window's lock word shared one with the sampling masks that every get
+/// reads.
+pub(crate) struct PatternDetector {
+    window: Padded<Mutex<Window>>,
+    /// One per claimable stats stripe, written by its owner.
+    batches: Box<[Padded<Batch>]>,
+    skipped: AtomicU64,
 }
 
-impl<K: Clone> PatternDetector<K> {
-    /// A detector for a cache with `stripes` stats stripes.
+impl PatternDetector {
+    /// A detector for a cache with `stripes` claimable stats stripes.
     pub(crate) fn new(stripes: usize) -> Self {
-        let batches: Box<[_]> = (0..stripes)
-            // Allocated here, so that recording allocates nothing.
-            .map(|_| Padded(Mutex::new(Vec::with_capacity(BATCH))))
-            .collect();
-        for (i, b) in batches.iter().enumerate() {
-            b.0.set_label(&format!("lockscope::cache pattern batch {i}/{stripes}"));
-        }
         let detector = PatternDetector {
-            batches,
+            batches: (0..stripes).map(|_| Padded(Batch::new())).collect(),
             window: Padded(Mutex::new(Window {
                 ring: VecDeque::with_capacity(WINDOW),
                 epoch_total: 0,
@@ -187,81 +274,86 @@ impl<K: Clone> PatternDetector<K> {
                 scan: false,
                 samples: 0,
             })),
-            skipped: core::sync::atomic::AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         };
-        detector.window.0.set_label("lockscope::cache pattern window");
+        detector
+            .window
+            .0
+            .set_label("lockscope::cache pattern window");
         detector
     }
 
-    /// Records a sampled access in batch `batch` (the caller's stats
-    /// stripe), and the batch in the window once it is full, unless the
+    /// Records a sampled access of the key with hash `hash` in batch
+    /// `batch` (the caller's stats stripe, which it owns; `None` for a
+    /// thread on the shared overflow stripe, whose samples go to the window
+    /// one by one), and the batch in the window once it is full, unless the
     /// window is busy: then the batch is dropped and counted as skipped.
-    /// `key` is the stored key on a hit; `prior` is the sketch's count of
-    /// the key before this access. Returns whether an epoch was completed.
-    pub(crate) fn record(
-        &self,
-        batch: usize,
-        hash: u64,
-        key: Option<K>,
-        hit: bool,
-        prior: u8,
-    ) -> bool {
-        // try-lock-or-skip: only the stripe's owner takes its batch (all
-        // threads without a stripe share the last), so this rarely fails.
-        let Some(mut b) = self.batches.get(batch).and_then(|b| b.0.try_lock()) else {
+    /// `prior` is the sketch's count of the key before this access. Returns
+    /// whether an epoch was completed.
+    pub(crate) fn record(&self, batch: Option<usize>, hash: u64, hit: bool, prior: u8) -> bool {
+        let flags = if hit { HIT } else { 0 } | prior.min(PRIOR);
+        let Some(b) = batch.and_then(|i| self.batches.get(i)) else {
+            // try-lock-or-skip, one sample at a time.
+            let Some(mut w) = self.window.0.try_lock() else {
+                self.skip(1);
+                return false;
+            };
+            return w.record(hash, flags);
+        };
+        let Some(n) = b.0.push(hash, flags) else {
+            // A snapshot is draining the batch.
             self.skip(1);
             return false;
         };
-        b.push((hash, key, hit, prior));
-        if b.len() < BATCH {
+        if n < BATCH {
             return false;
         }
         // try-lock-or-skip: a get never waits for the window.
         let Some(mut w) = self.window.0.try_lock() else {
-            self.skip(b.len());
-            b.clear();
+            if b.0.discard_full() {
+                self.skip(BATCH);
+            }
             return false;
         };
-        let mut epoch_done = false;
-        for (hash, key, hit, prior) in b.drain(..) {
-            epoch_done |= w.record(hash, key, hit, prior);
-        }
-        epoch_done
+        b.0.drain_into(&mut w)
     }
 
     fn skip(&self, n: usize) {
-        self.skipped
-            .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+        self.skipped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The current view, with every thread's batch flushed into it first.
-    pub(crate) fn snapshot(&self, hot_fraction: f64) -> Patterns<K> {
+    /// `key_of` names a hot key by its hash (from the cache, `None` if it is
+    /// no longer there); it runs after the window lock is released.
+    pub(crate) fn snapshot<K>(
+        &self,
+        hot_fraction: f64,
+        key_of: impl Fn(u64) -> Option<K>,
+    ) -> Patterns<K> {
         // Off the get path: a snapshot may wait for a recording thread.
         let mut w = self.window.0.lock();
         for batch in self.batches.iter() {
-            // Off the get path; the batch's owner holds it only while it
-            // records a sample, and takes the window only with `try_lock`.
-            for (hash, key, hit, prior) in batch.0.lock().drain(..) {
-                w.record(hash, key, hit, prior);
-            }
+            batch.0.drain_into(&mut w);
         }
         let total = w.ring.len().max(1) as f64;
-        let mut counts: HashMap<u64, (Option<&K>, u32)> = HashMap::new();
-        for (hash, key) in &w.ring {
-            let c = counts.entry(*hash).or_insert((None, 0));
-            c.1 += 1;
-            if key.is_some() {
-                c.0 = key.as_ref();
-            }
+        // Per hash: samples, and whether any hit (a key that never hit is
+        // not cached, so it cannot be named).
+        let mut counts: HashMap<u64, (u32, bool)> = HashMap::new();
+        for &(hash, hit) in &w.ring {
+            let c = counts.entry(hash).or_insert((0, false));
+            c.0 += 1;
+            c.1 |= hit;
         }
-        let mut hot: Vec<(&K, u32)> = counts
-            .into_values()
-            .filter_map(|(k, n)| k.map(|k| (k, n)))
-            .filter(|&(_, n)| n >= 2)
+        let mut hot: Vec<(u64, u32)> = counts
+            .into_iter()
+            .filter(|&(_, (n, hit))| hit && n >= 2)
+            .map(|(hash, (n, _))| (hash, n))
             .collect();
         hot.sort_by_key(|&(_, n)| core::cmp::Reverse(n));
-        hot.truncate(TOP);
         let hit_ratios: Vec<f64> = w.history.iter().copied().collect();
+        let (scan_detected, samples) = (w.scan, w.samples);
+        // The cache's shard locks are taken without the window's.
+        drop(w);
         let trend = if hit_ratios.len() < 8 {
             Trend::Unknown
         } else {
@@ -279,16 +371,19 @@ impl<K: Clone> PatternDetector<K> {
         Patterns {
             hot_keys: hot
                 .into_iter()
-                .map(|(k, n)| HotKey {
-                    key: k.clone(),
-                    share: f64::from(n) / total,
+                .filter_map(|(hash, n)| {
+                    key_of(hash).map(|key| HotKey {
+                        key,
+                        share: f64::from(n) / total,
+                    })
                 })
+                .take(TOP)
                 .collect(),
             hit_ratios,
             hit_ratio_trend: trend,
-            scan_detected: w.scan,
-            samples: w.samples,
-            skipped: self.skipped.load(core::sync::atomic::Ordering::Relaxed),
+            scan_detected,
+            samples,
+            skipped: self.skipped.load(Ordering::Relaxed),
             hot_fraction,
         }
     }
@@ -302,16 +397,16 @@ mod tests {
 
     #[test]
     fn a_batch_reaches_the_window_when_full_or_at_a_snapshot() {
-        let d = PatternDetector::<u64>::new(2);
-        let peek = |d: &PatternDetector<u64>| d.window.0.lock().samples;
+        let d = PatternDetector::new(2);
+        let peek = |d: &PatternDetector| d.window.0.lock().samples;
         for i in 0..BATCH as u64 - 1 {
-            assert!(!d.record(0, i, Some(i), true, 1));
-            d.record(1, i, None, false, 0);
+            assert!(!d.record(Some(0), i, true, 1));
+            d.record(Some(1), i, false, 0);
         }
         assert_eq!(peek(&d), 0, "both batches are one short");
-        d.record(0, 99, Some(99), true, 1);
+        d.record(Some(0), 99, true, 1);
         assert_eq!(peek(&d), BATCH as u64, "batch 0 is full: flushed");
-        let p = d.snapshot(0.5);
+        let p = d.snapshot(0.5, Some);
         assert_eq!(
             p.samples,
             2 * BATCH as u64 - 1,
@@ -321,19 +416,19 @@ mod tests {
         // A busy window drops the full batch, counted.
         let held = d.window.0.lock();
         for i in 0..BATCH as u64 {
-            d.record(0, i, None, false, 0);
+            d.record(Some(0), i, false, 0);
         }
         drop(held);
-        assert_eq!(d.snapshot(0.5).skipped, BATCH as u64);
+        assert_eq!(d.snapshot(0.5, Some).skipped, BATCH as u64);
     }
 
     #[test]
     fn epochs_close_as_batches_land() {
-        let d = PatternDetector::<u64>::new(1);
+        let d = PatternDetector::new(1);
         let closed = (0..EPOCH as u64)
-            .filter(|&i| d.record(0, i, None, i % 2 == 0, 1))
+            .filter(|&i| d.record(Some(0), i, i % 2 == 0, 1))
             .count();
         assert_eq!(closed, 1);
-        assert_eq!(d.snapshot(0.5).hit_ratios, vec![0.5]);
+        assert_eq!(d.snapshot(0.5, Some::<u64>).hit_ratios, vec![0.5]);
     }
 }

@@ -233,6 +233,18 @@ impl<K, V> ShardInner<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.seek(hash, |e| e.key.borrow() == key)
+    }
+
+    /// Walks the probe sequence of `hash` to the first entry with its hash
+    /// tag that `is_it` accepts: its index position and slot, or as
+    /// [`Self::probe`] on a miss.
+    #[inline]
+    fn seek(
+        &self,
+        hash: u64,
+        mut is_it: impl FnMut(&Entry<K, V>) -> bool,
+    ) -> Result<(usize, u32), bool> {
         let tag = hash as u32;
         let mut pos = tag as usize & self.mask;
         let mut clean = true;
@@ -243,13 +255,20 @@ impl<K, V> ShardInner<K, V> {
             }
             if (w >> 32) as u32 == tag {
                 let slot = w as u32;
-                if self.entry(slot).key.borrow() == key {
+                if is_it(self.entry(slot)) {
                     return Ok((pos, slot));
                 }
                 clean = false;
             }
             pos = (pos + 1) & self.mask;
         }
+    }
+
+    /// A cached key with hash `hash`, if any (the first met, should two
+    /// keys share a hash).
+    pub(crate) fn key_of(&self, hash: u64) -> Option<&K> {
+        let (_, slot) = self.seek(hash, |e| e.hash == hash).ok()?;
+        Some(&self.entry(slot).key)
     }
 
     /// The index position that holds `slot` (which has hash `hash`).
@@ -375,14 +394,9 @@ impl<K, V> ShardInner<K, V> {
 /// while its reference counter is below saturation: the hit is counted in
 /// the frequency sketch later, by the CLOCK hand, under the write lock.
 #[inline(always)]
-pub(crate) fn lookup<K, V, Q>(
-    shard: &Shard<K, V>,
-    hash: u64,
-    key: &Q,
-    with_key: bool,
-) -> Option<(V, Option<K>)>
+pub(crate) fn lookup<K, V, Q>(shard: &Shard<K, V>, hash: u64, key: &Q) -> Option<V>
 where
-    K: Borrow<Q> + Clone,
+    K: Borrow<Q>,
     V: Clone,
     Q: Eq + ?Sized,
 {
@@ -406,5 +420,5 @@ where
     };
     let e = inner.entry(slot);
     e.touch();
-    Some((e.value.clone(), with_key.then(|| e.key.clone())))
+    Some(e.value.clone())
 }

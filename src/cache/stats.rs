@@ -192,9 +192,9 @@ impl Stripes {
         })
     }
 
-    /// Stripes in all, the overflow stripe included.
-    pub(crate) fn count(&self) -> usize {
-        self.slots.len() + 1
+    /// The stripes a thread can claim (the overflow stripe not included).
+    pub(crate) fn claimable(&self) -> usize {
+        self.slots.len()
     }
 
     /// The calling thread's stripe of `this`, claimed on first use. The
