@@ -91,6 +91,8 @@ pub struct CacheMetrics {
 struct Observer {
     /// Per-thread hit and miss counts and latency histograms.
     stripes: Arc<Stripes>,
+    /// `stripes`' id, read on every get beside the masks.
+    stripes_id: u64,
     patterns: PatternDetector,
     /// One get in `mask + 1` (a power of two) is offered to the pattern
     /// detector.
@@ -102,6 +104,15 @@ struct Observer {
     either_mask: u64,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
+}
+
+/// How [`TwoTierCache::store`] decided an insert.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Turned away on a rejection ticket, without the write lock.
+    RejectedOnTicket,
+    /// Decided under the shard's write lock.
+    Locked,
 }
 
 /// A concurrent, sharded, two-tier cache with TinyLFU admission.
@@ -146,6 +157,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             let stripes = Stripes::new((cpus * 4).max(16));
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
+                stripes_id: stripes.id(),
                 stripes,
                 mask,
                 timed_mask,
@@ -250,7 +262,32 @@ where
             let shard = self.shard(hash);
             return shard::lookup(shard, hash, key);
         };
-        let local = Stripes::local(&obs.stripes);
+        match Stripes::mine(&obs.stripes, obs.stripes_id) {
+            Some(stripe) => self.get_counted(obs, key, Local::mine(stripe)),
+            None => self.get_first(obs, key),
+        }
+    }
+
+    /// A get by a thread that has not used its stripe of this cache last
+    /// (its first get, or one after using another cache).
+    #[cold]
+    #[inline(never)]
+    fn get_first<Q>(&self, obs: &Observer, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_counted(obs, key, Stripes::local(&obs.stripes, obs.stripes_id))
+    }
+
+    /// A get counted on `local`. Inlined apart for the thread's own stripe,
+    /// so that the common path carries no "owned" flag.
+    #[inline(always)]
+    fn get_counted<Q>(&self, obs: &Observer, key: &Q, local: Local<'_>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let n = local.tick();
         if n & obs.either_mask == 0 {
             return self.get_sampled(obs, key, local, n);
@@ -322,12 +359,38 @@ where
     /// same key, as in cache-aside code, is usually decided without the
     /// shard's write lock when it is rejected.
     pub fn insert(&self, key: K, value: V) {
+        let Some(obs) = self.obs.as_deref() else {
+            self.store(key, value);
+            return;
+        };
         // Counted, and one in `timed_mask + 1` timed, on the thread's stripe.
-        let seen = self.obs.as_deref().map(|obs| {
-            let local = Stripes::local(&obs.stripes);
-            let sampled = local.insert() & obs.timed_mask == 0;
-            (local, sampled.then(Instant::now))
-        });
+        let local = Stripes::local(&obs.stripes, obs.stripes_id);
+        if local.insert() & obs.timed_mask == 0 {
+            return self.insert_timed(key, value, local);
+        }
+        if self.store(key, value) == Stored::RejectedOnTicket {
+            local.quick_rejection();
+        }
+    }
+
+    /// An insert that the stripe's insert count picked for timing.
+    #[cold]
+    #[inline(never)]
+    fn insert_timed(&self, key: K, value: V, local: Local<'_>) {
+        let start = Instant::now();
+        if self.store(key, value) == Stored::RejectedOnTicket {
+            local.quick_rejection();
+        }
+        local
+            .stripe
+            .insert_latency
+            .record(start.elapsed(), local.owned);
+    }
+
+    /// The insert itself: on a rejection ticket if the calling thread holds
+    /// one for the key, else under the shard's write lock.
+    #[inline(always)]
+    fn store(&self, key: K, value: V) -> Stored {
         let hash = self.hash(&key);
         let shard = self.shard(hash);
         let mut counted = None;
@@ -340,13 +403,7 @@ where
             let freq = tiers::admission_frequency(shard.sketch.increment(hash));
             if freq <= shard.sketch.frequency(victim) {
                 // Rejected as the locked path would: nothing else changes.
-                if let Some((local, start)) = seen {
-                    local.quick_rejection();
-                    if let Some(t) = start {
-                        local.stripe.insert_latency.record(t.elapsed(), local.owned);
-                    }
-                }
-                return;
+                return Stored::RejectedOnTicket;
             }
             counted = Some(freq);
         }
@@ -388,9 +445,7 @@ where
             );
             shard.wrote(&inner);
         }
-        if let Some((local, Some(t))) = seen {
-            local.stripe.insert_latency.record(t.elapsed(), local.owned);
-        }
+        Stored::Locked
     }
 
     /// Removes `key`, returning its value if it was cached.

@@ -109,7 +109,16 @@ pub(crate) struct Local<'a> {
     pub(crate) owned: bool,
 }
 
-impl Local<'_> {
+impl<'a> Local<'a> {
+    /// A stripe the calling thread has claimed.
+    #[inline(always)]
+    pub(crate) fn mine(stripe: &'a Stripe) -> Self {
+        Local {
+            stripe,
+            owned: true,
+        }
+    }
+
     #[inline]
     fn add(&self, c: &AtomicU64) -> u64 {
         if self.owned {
@@ -197,24 +206,38 @@ impl Stripes {
         self.slots.len()
     }
 
-    /// The calling thread's stripe of `this`, claimed on first use. The
-    /// thread-local borrow ends before this returns, so user code run later
-    /// may use the cache again.
-    #[inline]
-    pub(crate) fn local(this: &Arc<Self>) -> Local<'_> {
-        if let Ok((id, stripe)) = LAST.try_with(Cell::get)
-            && id == this.id
-        {
-            // SAFETY: `LAST` holds a pointer into the stripes with id `id`
-            // (set below, and reset when the claim ends); ids are unique
-            // for the life of the process, so those stripes are `this`,
-            // which outlives the returned borrow.
-            return Local {
-                stripe: unsafe { &*stripe },
-                owned: true,
-            };
+    /// The cache's id, which [`Self::local`] checks the thread's last
+    /// stripe against; the caller keeps a copy beside the masks it reads.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The calling thread's stripe of `this` (whose [`Self::id`] is `id`),
+    /// claimed on first use. The thread-local borrow ends before this
+    /// returns, so user code run later may use the cache again.
+    #[inline(always)]
+    pub(crate) fn local(this: &Arc<Self>, id: u64) -> Local<'_> {
+        match Self::mine(this, id) {
+            Some(stripe) => Local::mine(stripe),
+            None => Self::local_slow(this),
         }
-        Self::local_slow(this)
+    }
+
+    /// The calling thread's own stripe of `this`, if it used it last: one
+    /// thread-local load and a compare with `id` (this cache's
+    /// [`Self::id`], which the caller passes so that the check reads no
+    /// other line).
+    #[inline(always)]
+    pub(crate) fn mine(this: &Arc<Self>, id: u64) -> Option<&Stripe> {
+        debug_assert_eq!(id, this.id);
+        match LAST.try_with(Cell::get) {
+            // SAFETY: `LAST` holds a pointer into the stripes with id
+            // `last` (set in `local_slow`, and reset when the claim ends);
+            // ids are unique for the life of the process, so those stripes
+            // are `this`, which outlives the returned borrow.
+            Ok((last, stripe)) if last == id => Some(unsafe { &*stripe }),
+            _ => None,
+        }
     }
 
     #[cold]
@@ -234,10 +257,7 @@ impl Stripes {
             Some(i) => {
                 let stripe = &this.slots[i];
                 let _ = LAST.try_with(|last| last.set((this.id, ptr::from_ref(stripe))));
-                Local {
-                    stripe,
-                    owned: true,
-                }
+                Local::mine(stripe)
             }
             // Shared by every thread without a stripe.
             None => Local {
