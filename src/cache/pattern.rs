@@ -112,7 +112,9 @@ impl<K> Default for Patterns<K> {
 struct Window {
     /// The last [`WINDOW`] samples: key hash, and whether it hit. Counted
     /// only when a snapshot is taken, so recording stays cheap.
-    ring: VecDeque<(u64, bool)>,
+    /// In no order: full, a new sample replaces the oldest, at `next`.
+    ring: Vec<(u64, bool)>,
+    next: usize,
     epoch_total: u32,
     epoch_hits: u32,
     epoch_cold: u32,
@@ -128,10 +130,12 @@ impl Window {
         let (hit, prior) = (flags & HIT != 0, flags & PRIOR);
         let w = self;
         w.samples += 1;
-        if w.ring.len() == WINDOW {
-            w.ring.pop_front();
+        if w.ring.len() < WINDOW {
+            w.ring.push((hash, hit));
+        } else {
+            w.ring[w.next] = (hash, hit);
+            w.next = (w.next + 1) % WINDOW;
         }
-        w.ring.push_back((hash, hit));
         w.epoch_total += 1;
         if hit {
             w.epoch_hits += 1;
@@ -265,7 +269,8 @@ impl PatternDetector {
         let detector = PatternDetector {
             batches: (0..stripes).map(|_| Padded(Batch::new())).collect(),
             window: Padded(Mutex::new(Window {
-                ring: VecDeque::with_capacity(WINDOW),
+                ring: Vec::with_capacity(WINDOW),
+                next: 0,
                 epoch_total: 0,
                 epoch_hits: 0,
                 epoch_cold: 0,
