@@ -3,9 +3,10 @@
 //!
 //! With the `shuttle` feature the cache's shard locks, single-flight mutex
 //! and condvar are shuttle's, so every acquisition is a point where shuttle
-//! may switch threads. (Its relaxed atomics and thread-local stats stripes
-//! are plain: shuttle runs all its threads on one OS thread, so they cannot
-//! tear, and they are not scheduling points.)
+//! may switch threads, and so are the pattern detector's batch atomics.
+//! (Its other relaxed atomics and thread-local stats stripes are plain:
+//! shuttle runs all its threads on one OS thread, so they cannot tear, and
+//! they are not scheduling points.)
 //!
 //! ```sh
 //! cargo test --release --features shuttle --test cache_shuttle

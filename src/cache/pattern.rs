@@ -25,12 +25,14 @@
 //! each, so nearly all of its accesses are cold misses; a stationary workload
 //! keeps that share steady, however skewed it is.
 
-use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::collections::{HashMap, VecDeque};
 
 use super::sketch::Padded;
 use crate::Mutex;
 use crate::diag::Inspect as _;
+// From the facade, so that the checkers see the batches' protocol (see the
+// model test below).
+use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// Samples kept in the window for the hot-key view.
 const WINDOW: usize = 1024;
@@ -435,5 +437,59 @@ mod tests {
             .count();
         assert_eq!(closed, 1);
         assert_eq!(d.snapshot(0.5, Some::<u64>).hit_ratios, vec![0.5]);
+    }
+}
+
+// The batch protocol under loom: `RUSTFLAGS="--cfg loom" cargo test --lib
+// cache::pattern` (`.ci/model-check` runs it).
+#[cfg(all(test, loom))]
+mod model {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            ring: Vec::with_capacity(WINDOW),
+            next: 0,
+            epoch_total: 0,
+            epoch_hits: 0,
+            epoch_cold: 0,
+            history: VecDeque::with_capacity(HISTORY),
+            cold_baseline: None,
+            scan: false,
+            samples: 0,
+        }
+    }
+
+    /// Sample `i`: hash `i`, a hit when `i` is even, so that a sample
+    /// mixed from two pushes shows.
+    fn flags(i: u64) -> u8 {
+        if i.is_multiple_of(2) { HIT } else { 0 }
+    }
+
+    #[test]
+    fn a_drain_takes_each_kept_sample_once_and_whole() {
+        loom::model(|| {
+            let batch = loom::sync::Arc::new(Batch::new());
+            let b = batch.clone();
+            // A snapshot drains while the owner pushes.
+            let snapshot = loom::thread::spawn(move || {
+                let mut w = window();
+                b.drain_into(&mut w);
+                w.ring
+            });
+            let kept: Vec<u64> = (1..=2)
+                .filter(|&i| batch.push(i, flags(i)).is_some())
+                .collect();
+            let mut drained = snapshot.join().unwrap();
+            let mut rest = window();
+            batch.drain_into(&mut rest);
+            drained.extend(rest.ring);
+            for &(hash, hit) in &drained {
+                assert_eq!(hit, flags(hash) == HIT, "a torn sample: {drained:?}");
+            }
+            let mut hashes: Vec<u64> = drained.iter().map(|&(h, _)| h).collect();
+            hashes.sort_unstable();
+            assert_eq!(hashes, kept, "kept samples, each drained once");
+        });
     }
 }

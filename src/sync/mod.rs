@@ -16,7 +16,9 @@ compile_error!("lockscope: `--cfg loom` and the `shuttle` feature are exclusive;
 
 #[cfg(not(any(loom, feature = "shuttle")))]
 pub(crate) mod atomic {
-    pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::atomic::{
+        AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
 }
 
 #[cfg(not(any(loom, feature = "shuttle")))]

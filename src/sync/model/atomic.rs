@@ -162,6 +162,7 @@ macro_rules! atomic_int {
             }
 
             #[inline]
+            #[allow(dead_code)]
             pub(crate) fn compare_exchange(
                 &self,
                 current: $int,
@@ -185,6 +186,7 @@ macro_rules! atomic_int {
             /// Never fails spuriously under a checker: a spurious failure is
             /// only a retry, and would multiply the states to explore.
             #[inline]
+            #[allow(dead_code)]
             pub(crate) fn compare_exchange_weak(
                 &self,
                 current: $int,
@@ -243,6 +245,11 @@ atomic_int!(
     /// The checker's `AtomicUsize`, constructible in a `const`.
     AtomicUsize,
     usize
+);
+atomic_int!(
+    /// The checker's `AtomicU64`, constructible in a `const`.
+    AtomicU64,
+    u64
 );
 
 /// The checker's `AtomicPtr`, constructible in a `const`.
