@@ -154,10 +154,14 @@ impl Target {
     }
 
     /// The number of changes so far; read it before the fields it covers.
+    /// (These getters are `#[inline]`: the cache's generic methods are
+    /// compiled in the user's crate, which would otherwise call them.)
+    #[inline]
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Acquire)
     }
 
+    #[inline]
     pub(crate) fn fraction(&self) -> f64 {
         f64::from_bits(self.fraction.load(Relaxed))
     }
@@ -167,6 +171,7 @@ impl Target {
         self.generation.fetch_add(1, Release);
     }
 
+    #[inline]
     pub(crate) fn moves(&self) -> u64 {
         self.moves.load(Relaxed)
     }
