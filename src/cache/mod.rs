@@ -72,7 +72,7 @@ use climb::{Climber, Target};
 use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::Shard;
-use stats::{Local, Stripes};
+use stats::{Local, StripeSet};
 
 #[allow(unused_imports)]
 use crate::RwLock;
@@ -90,9 +90,7 @@ pub struct CacheMetrics {
 /// Everything observability adds; absent when it is off.
 struct Observer {
     /// Per-thread hit and miss counts and latency histograms.
-    stripes: Arc<Stripes>,
-    /// `stripes`' id, read on every get beside the masks.
-    stripes_id: u64,
+    stripes: StripeSet,
     patterns: PatternDetector,
     /// One get in `mask + 1` (a power of two) is offered to the pattern
     /// detector.
@@ -154,10 +152,9 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let timed_mask = u64::from(b.latency_interval.next_power_of_two()) - 1;
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let stripes = Stripes::new((cpus * 4).max(16));
+            let stripes = StripeSet::new((cpus * 4).max(16));
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
-                stripes_id: stripes.id(),
                 stripes,
                 mask,
                 timed_mask,
@@ -262,7 +259,7 @@ where
             let shard = self.shard(hash);
             return shard::lookup(shard, hash, key);
         };
-        match Stripes::mine(&obs.stripes, obs.stripes_id) {
+        match obs.stripes.mine() {
             Some(stripe) => self.get_counted(obs, key, Local::mine(stripe)),
             None => self.get_first(obs, key),
         }
@@ -277,7 +274,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_counted(obs, key, Stripes::local(&obs.stripes, obs.stripes_id))
+        self.get_counted(obs, key, obs.stripes.local())
     }
 
     /// A get counted on `local`. Inlined apart for the thread's own stripe,
@@ -364,7 +361,7 @@ where
             return;
         };
         // Counted, and one in `timed_mask + 1` timed, on the thread's stripe.
-        let local = Stripes::local(&obs.stripes, obs.stripes_id);
+        let local = obs.stripes.local();
         if local.insert() & obs.timed_mask == 0 {
             return self.insert_timed(key, value, local);
         }

@@ -166,6 +166,58 @@ pub(crate) struct Stripes {
     overflow: Stripe,
 }
 
+/// A cache's stripes, with their id beside the pointer, so that the get
+/// path's check of the thread's last stripe reads no other line.
+pub(crate) struct StripeSet {
+    id: u64,
+    stripes: Arc<Stripes>,
+}
+
+impl core::ops::Deref for StripeSet {
+    type Target = Stripes;
+
+    fn deref(&self) -> &Stripes {
+        &self.stripes
+    }
+}
+
+impl StripeSet {
+    /// `n` claimable stripes plus the overflow stripe.
+    pub(crate) fn new(n: usize) -> Self {
+        let stripes = Stripes::new(n);
+        StripeSet {
+            id: stripes.id,
+            stripes,
+        }
+    }
+
+    /// The calling thread's stripe, claimed on first use. The thread-local
+    /// borrow ends before this returns, so user code run later may use the
+    /// cache again.
+    #[inline(always)]
+    pub(crate) fn local(&self) -> Local<'_> {
+        match self.mine() {
+            Some(stripe) => Local::mine(stripe),
+            None => Stripes::local_slow(&self.stripes),
+        }
+    }
+
+    /// The calling thread's own stripe, if it used it last: one
+    /// thread-local load and a compare with the id.
+    #[inline(always)]
+    pub(crate) fn mine(&self) -> Option<&Stripe> {
+        match LAST.try_with(Cell::get) {
+            // SAFETY: `LAST` holds a pointer into the stripes with id
+            // `last` (set in `local_slow`, and reset when the claim ends);
+            // ids are unique for the life of the process and `self.id` is
+            // `self.stripes`' (both are set together in `new`), so those
+            // stripes are `self.stripes`, which outlive the returned borrow.
+            Ok((last, stripe)) if last == self.id => Some(unsafe { &*stripe }),
+            _ => None,
+        }
+    }
+}
+
 /// A thread's claim on a stripe; released when the thread exits.
 struct Claim {
     stripes: Weak<Stripes>,
@@ -192,7 +244,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
-    pub(crate) fn new(n: usize) -> Arc<Self> {
+    fn new(n: usize) -> Arc<Self> {
         let n = n.max(1);
         Arc::new(Stripes {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -204,40 +256,6 @@ impl Stripes {
     /// The stripes a thread can claim (the overflow stripe not included).
     pub(crate) fn claimable(&self) -> usize {
         self.slots.len()
-    }
-
-    /// The cache's id, which [`Self::local`] checks the thread's last
-    /// stripe against; the caller keeps a copy beside the masks it reads.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The calling thread's stripe of `this` (whose [`Self::id`] is `id`),
-    /// claimed on first use. The thread-local borrow ends before this
-    /// returns, so user code run later may use the cache again.
-    #[inline(always)]
-    pub(crate) fn local(this: &Arc<Self>, id: u64) -> Local<'_> {
-        match Self::mine(this, id) {
-            Some(stripe) => Local::mine(stripe),
-            None => Self::local_slow(this),
-        }
-    }
-
-    /// The calling thread's own stripe of `this`, if it used it last: one
-    /// thread-local load and a compare with `id` (this cache's
-    /// [`Self::id`], which the caller passes so that the check reads no
-    /// other line).
-    #[inline(always)]
-    pub(crate) fn mine(this: &Arc<Self>, id: u64) -> Option<&Stripe> {
-        debug_assert_eq!(id, this.id);
-        match LAST.try_with(Cell::get) {
-            // SAFETY: `LAST` holds a pointer into the stripes with id
-            // `last` (set in `local_slow`, and reset when the claim ends);
-            // ids are unique for the life of the process, so those stripes
-            // are `this`, which outlives the returned borrow.
-            Ok((last, stripe)) if last == id => Some(unsafe { &*stripe }),
-            _ => None,
-        }
     }
 
     #[cold]
