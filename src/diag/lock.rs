@@ -449,7 +449,7 @@ impl LockDiag {
     }
 
     /// The calling thread now holds the lock in `mode` (shared or upgradable).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquired_shared(
         &self,
         kind: &'static str,
@@ -476,7 +476,7 @@ impl LockDiag {
     }
 
     /// The calling thread released a hold in `mode` (shared or upgradable).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn released_shared(&self, mode: Mode) {
         let Some(record) = self.get() else { return };
         let lock = ptr::from_ref(record).cast_mut();

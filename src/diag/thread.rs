@@ -162,7 +162,7 @@ pub(crate) fn by_id(id: u32) -> Option<&'static ThreadRecord> {
 }
 
 /// The calling thread's record; `None` while the thread is being torn down.
-#[inline]
+#[inline(always)]
 pub(crate) fn current() -> Option<&'static ThreadRecord> {
     let record = CURRENT.with(Cell::get);
     if record.is_null() {
@@ -309,7 +309,7 @@ impl ThreadRecord {
 
     /// Records a shared hold of `lock`; returns whether this hold is sampled
     /// (and how many acquisitions the sample stands for).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hold(
         &self,
         lock: *mut LockRecord,
@@ -351,7 +351,7 @@ impl ThreadRecord {
     }
 
     /// The slot of a shared hold of `lock` in `mode`, if this thread has one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, lock: *mut LockRecord, mode: Mode) -> Option<usize> {
         let word = tag(lock, mode);
         if self.holds[0].load(Ordering::Relaxed) & !SAMPLED == word {

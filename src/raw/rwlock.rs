@@ -205,7 +205,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     type SharedGuard = GuardMarker;
     type ExclusiveGuard = GuardMarker;
 
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     fn lock_shared(&self) -> GuardMarker {
         let state = self.state.load(Ordering::Relaxed);
@@ -257,7 +257,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         }
     }
 
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     unsafe fn unlock_shared(&self, _guard: GuardMarker) {
         let prev = self.state.fetch_sub(ONE_READER, Ordering::Release);
