@@ -127,6 +127,22 @@ struct Window {
 }
 
 impl Window {
+    /// An empty window, allocated in full here so that recording allocates
+    /// nothing.
+    fn new() -> Self {
+        Window {
+            ring: Vec::with_capacity(WINDOW),
+            next: 0,
+            epoch_total: 0,
+            epoch_hits: 0,
+            epoch_cold: 0,
+            history: VecDeque::with_capacity(HISTORY),
+            cold_baseline: None,
+            scan: false,
+            samples: 0,
+        }
+    }
+
     /// Adds a sample; returns whether it completed an epoch.
     fn record(&mut self, hash: u64, flags: u8) -> bool {
         let (hit, prior) = (flags & HIT != 0, flags & PRIOR);
@@ -270,17 +286,7 @@ impl PatternDetector {
     pub(crate) fn new(stripes: usize) -> Self {
         let detector = PatternDetector {
             batches: (0..stripes).map(|_| Padded(Batch::new())).collect(),
-            window: Padded(Mutex::new(Window {
-                ring: Vec::with_capacity(WINDOW),
-                next: 0,
-                epoch_total: 0,
-                epoch_hits: 0,
-                epoch_cold: 0,
-                history: VecDeque::with_capacity(HISTORY),
-                cold_baseline: None,
-                scan: false,
-                samples: 0,
-            })),
+            window: Padded(Mutex::new(Window::new())),
             skipped: AtomicU64::new(0),
         };
         detector
@@ -446,20 +452,6 @@ mod tests {
 mod model {
     use super::*;
 
-    fn window() -> Window {
-        Window {
-            ring: Vec::with_capacity(WINDOW),
-            next: 0,
-            epoch_total: 0,
-            epoch_hits: 0,
-            epoch_cold: 0,
-            history: VecDeque::with_capacity(HISTORY),
-            cold_baseline: None,
-            scan: false,
-            samples: 0,
-        }
-    }
-
     /// Sample `i`: hash `i`, a hit when `i` is even, so that a sample
     /// mixed from two pushes shows.
     fn flags(i: u64) -> u8 {
@@ -473,7 +465,7 @@ mod model {
             let b = batch.clone();
             // A snapshot drains while the owner pushes.
             let snapshot = loom::thread::spawn(move || {
-                let mut w = window();
+                let mut w = Window::new();
                 b.drain_into(&mut w);
                 w.ring
             });
@@ -481,7 +473,7 @@ mod model {
                 .filter(|&i| batch.push(i, flags(i)).is_some())
                 .collect();
             let mut drained = snapshot.join().unwrap();
-            let mut rest = window();
+            let mut rest = Window::new();
             batch.drain_into(&mut rest);
             drained.extend(rest.ring);
             for &(hash, hit) in &drained {
