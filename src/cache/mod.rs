@@ -360,8 +360,23 @@ where
             self.store(key, value);
             return;
         };
-        // Counted, and one in `timed_mask + 1` timed, on the thread's stripe.
-        let local = obs.stripes.local();
+        match obs.stripes.mine() {
+            Some(stripe) => self.insert_counted(obs, key, value, Local::mine(stripe)),
+            None => self.insert_first(obs, key, value),
+        }
+    }
+
+    /// An insert by a thread that has not used its stripe of this cache
+    /// last, like [`Self::get_first`].
+    #[cold]
+    #[inline(never)]
+    fn insert_first(&self, obs: &Observer, key: K, value: V) {
+        self.insert_counted(obs, key, value, obs.stripes.local());
+    }
+
+    /// An insert counted, and one in `timed_mask + 1` timed, on `local`.
+    #[inline(always)]
+    fn insert_counted(&self, obs: &Observer, key: K, value: V, local: Local<'_>) {
         if local.insert() & obs.timed_mask == 0 {
             return self.insert_timed(key, value, local);
         }
