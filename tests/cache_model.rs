@@ -285,3 +285,32 @@ fn latency_and_detector_sample_at_their_own_rates() {
     assert_eq!(m.insert.count(), 1600 / 16);
     assert_eq!(cache.patterns().samples, 3200 / 4);
 }
+
+#[test]
+fn hot_keys_are_named_from_the_cache() {
+    let cache = TwoTierCache::<String, u64>::builder()
+        .capacity(64)
+        .sample_interval(1)
+        .build()
+        .unwrap();
+    let (hot, warm) = ("hot".to_string(), "warm".to_string());
+    cache.insert(hot.clone(), 1);
+    cache.insert(warm.clone(), 2);
+    for _ in 0..300 {
+        assert_eq!(cache.get(&hot), Some(1));
+    }
+    for _ in 0..100 {
+        assert_eq!(cache.get(&warm), Some(2));
+    }
+    let p = cache.patterns();
+    let names: Vec<&str> = p.hot_keys.iter().map(|h| h.key.as_str()).collect();
+    assert_eq!(names, ["hot", "warm"], "{p:?}");
+    assert!((p.hot_keys[0].share - 0.75).abs() < 0.01, "{p:?}");
+    // A key gone from the cache is no longer named, though its samples
+    // are still in the window.
+    assert_eq!(cache.remove(&hot), Some(1));
+    let p = cache.patterns();
+    let names: Vec<&str> = p.hot_keys.iter().map(|h| h.key.as_str()).collect();
+    assert_eq!(names, ["warm"], "{p:?}");
+    assert_eq!(p.samples, 400);
+}
