@@ -190,3 +190,40 @@ fn every_sample_is_recorded_or_counted_as_skipped_while_snapshots_run() {
     let last = *p.hit_ratios.last().expect("epochs closed");
     assert!((last - 0.5).abs() < 0.2, "{p:?}");
 }
+
+#[test]
+fn threads_beyond_the_stripes_are_counted_and_sampled_exactly() {
+    // More threads alive at once than the cache has stats stripes (it has
+    // four per CPU, at least 16): the rest share the overflow stripe, whose
+    // samples go to the window one at a time.
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cpus * 4).max(16) + 8;
+    let gets = 2_000u64;
+    let cache = TwoTierCache::<u64, u64>::builder()
+        .capacity(100)
+        .sample_interval(1)
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        for _ in 0..threads {
+            let (cache, barrier) = (&cache, &barrier);
+            s.spawn(move || {
+                // All alive together, so that none can hand its stripe on.
+                barrier.wait();
+                for i in 0..gets {
+                    assert_eq!(cache.get(&(i % 10)), Some(i % 10));
+                }
+                barrier.wait();
+            });
+        }
+    });
+    let total = threads as u64 * gets;
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (total, 0));
+    let p = cache.patterns();
+    assert_eq!(p.samples + p.skipped, total, "{p:?}");
+}
