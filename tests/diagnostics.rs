@@ -373,6 +373,13 @@ fn slow_holds_and_timeouts_emit_tracing_events() {
     });
     let quick = lock.lock();
     drop(quick);
+    // A slow read, and a quick one.
+    let shared = RwLock::from_raw(RawRwLock::labelled("slow-reader"), ());
+    diag::with_context(11, || {
+        let _guard = shared.read();
+        thread::sleep(Duration::from_millis(60));
+    });
+    drop(shared.read());
     // A timeout on this thread while another thread holds the lock.
     let lock = Arc::new(lock);
     let (held_tx, held_rx) = mpsc::channel();
@@ -396,17 +403,22 @@ fn slow_holds_and_timeouts_emit_tracing_events() {
         .iter()
         .filter(|e| e.contains("slow lock hold"))
         .collect();
-    assert_eq!(slow.len(), 1, "{events:#?}");
+    assert_eq!(slow.len(), 2, "{events:#?}");
     assert!(
         slow[0].contains("slow-one") && slow[0].contains("context=9"),
         "{}",
         slow[0]
     );
     assert!(
-        slow[0].contains("diagnostics.rs"),
-        "the call site: {}",
-        slow[0]
+        slow[1].contains("slow-reader")
+            && slow[1].contains("context=11")
+            && slow[1].contains("Shared"),
+        "{}",
+        slow[1]
     );
+    for event in &slow {
+        assert!(event.contains("diagnostics.rs"), "the call site: {event}");
+    }
     let gave_up: Vec<_> = events.iter().filter(|e| e.contains("gave up")).collect();
     assert_eq!(gave_up.len(), 1, "{events:#?}");
     assert!(

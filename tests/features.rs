@@ -142,6 +142,13 @@ mod send_guard {
         assert!(!l.is_locked());
         assert_eq!(unsafe { m.raw() }.word().raw, 0);
         assert_eq!(unsafe { l.raw() }.word().raw, 0);
+        // The reader's own record no longer lists the hold.
+        #[cfg(feature = "diagnostics")]
+        {
+            use lockscope::diag::Inspect;
+            let seen = l.snapshot().expect("the lock has been used");
+            assert!(seen.holders.is_empty(), "{:?}", seen.holders);
+        }
         // And a waiter parked on the first thread is woken by that release.
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();

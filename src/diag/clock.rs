@@ -53,6 +53,14 @@ pub(crate) fn now_ms() -> u32 {
     if now != 0 { now } else { start() }
 }
 
+/// The coarse time as the ticker last stored it, 0 if it has not started
+/// or cannot run: for a release, whose acquisition started the ticker
+/// already. A caller must take 0 for "unknown".
+#[inline]
+pub(crate) fn last_ms() -> u32 {
+    NOW_MS.load(Ordering::Relaxed)
+}
+
 #[cold]
 #[inline(never)]
 fn start() -> u32 {

@@ -476,27 +476,32 @@ impl LockDiag {
     }
 
     /// The calling thread released a hold in `mode` (shared or upgradable).
+    ///
+    /// Shaped for the release path: every call it may make is its last act
+    /// (a tail call), so that it saves no registers, and the two rare cases,
+    /// a sampled hold and a slow one, share one test.
     #[inline(always)]
     pub(crate) fn released_shared(&self, mode: Mode) {
         let Some(record) = self.get() else { return };
         let lock = ptr::from_ref(record).cast_mut();
-        let Some(me) = thread::current() else { return };
+        // A thread with no record has recorded no hold: the guard was sent
+        // from another thread.
+        let Some(me) = thread::existing() else {
+            return record.release_foreign(lock, mode);
+        };
         let Some(i) = me.find(lock, mode) else {
             return record.release_foreign(lock, mode);
         };
-        let slot = &me.slots[i];
-        let since = slot.since_ms.load(Ordering::Relaxed);
         // Only this thread writes its own slots (but for a foreign release,
         // of a guard this thread no longer has), so load and store suffice.
         let word = me.holds[i].load(Ordering::Relaxed);
         me.holds[i].store(0, Ordering::Release);
-        if word & thread::SAMPLED != 0 {
-            record.sampled_hold(slot.sampled_at.load(Ordering::Relaxed));
-        }
-        let held = elapsed_ms(since, clock::now_ms());
-        if held >= super::slow_hold_ms() {
-            let site = slot.site.load(Ordering::Relaxed);
-            record.slow_hold(mode, site, slot.context.load(Ordering::Relaxed), held);
+        // The acquisition started the coarse clock; a 0 (no ticker) makes
+        // `held` huge, and the cold path then reads the time properly.
+        let since = me.slots[i].since_ms.load(Ordering::Relaxed);
+        let held = elapsed_ms(since, clock::last_ms());
+        if word & thread::SAMPLED != 0 || held >= super::slow_hold_ms() {
+            record.after_shared_hold(me, i, word & thread::SAMPLED != 0, mode);
         }
     }
 
@@ -663,6 +668,22 @@ impl LockRecord {
         self.stats
             .hold
             .record(clock::precise_ns().saturating_sub(since_ns));
+    }
+
+    /// A released shared hold was sampled for the hold-time histogram, or
+    /// may have been slow: `me`'s slot `i` still has its details.
+    #[cold]
+    #[inline(never)]
+    fn after_shared_hold(&self, me: &ThreadRecord, i: usize, sampled: bool, mode: Mode) {
+        let slot = &me.slots[i];
+        if sampled {
+            self.sampled_hold(slot.sampled_at.load(Ordering::Relaxed));
+        }
+        let held = elapsed_ms(slot.since_ms.load(Ordering::Relaxed), clock::now_ms());
+        if held >= super::slow_hold_ms() {
+            let site = slot.site.load(Ordering::Relaxed);
+            self.slow_hold(mode, site, slot.context.load(Ordering::Relaxed), held);
+        }
     }
 
     #[cold]

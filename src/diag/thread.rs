@@ -171,6 +171,13 @@ pub(crate) fn current() -> Option<&'static ThreadRecord> {
     unsafe_ref(record)
 }
 
+/// The calling thread's record if it has one already (a release path: a
+/// thread without one has recorded no hold).
+#[inline(always)]
+pub(crate) fn existing() -> Option<&'static ThreadRecord> {
+    unsafe_ref(CURRENT.with(Cell::get))
+}
+
 #[cold]
 #[inline(never)]
 fn claim() -> Option<&'static ThreadRecord> {

@@ -54,6 +54,10 @@ const WRITER: usize = 0b1000;
 const ONE_READER: usize = 0b1_0000;
 const READERS: usize = !(ONE_READER - 1);
 const MAX_READERS: usize = READERS >> (ONE_READER.trailing_zeros() + 1);
+// The read release's one comparison relies on this: the largest real count
+// fills every reader bit but the top one.
+const _: () =
+    assert!(MAX_READERS << ONE_READER.trailing_zeros() == READERS & (isize::MAX as usize));
 
 #[inline]
 const fn readers(state: usize) -> usize {
@@ -263,10 +267,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         let prev = self.state.fetch_sub(ONE_READER, Ordering::Release);
         // The common case: readers were counted, no writer waits for them and
         // no upgradable reader is among them, so one reader fewer breaks no
-        // invariant. (A count above MAX_READERS is not a real one.)
-        let common = prev & (WRITER_PARKED | UPGRADABLE) == 0
-            && (ONE_READER..=MAX_READERS << ONE_READER.trailing_zeros())
-                .contains(&(prev & READERS));
+        // invariant. (A count above MAX_READERS is not a real one: read as
+        // signed, the word is then negative, so one comparison checks both
+        // ends of the count.)
+        let common =
+            prev & (WRITER_PARKED | UPGRADABLE) == 0 && prev as isize >= ONE_READER as isize;
         if common || self.unlock_shared_slow(prev) {
             self.diag.released_shared(Mode::Shared);
         }
