@@ -108,6 +108,36 @@ fn readers_are_listed_one_by_one() {
 }
 
 #[test]
+fn several_read_holds_of_one_thread_end_in_any_order() {
+    let (a, b, c) = (RwLock::new(()), RwLock::new(()), RwLock::new(()));
+    let holders = |lock: &RwLock<()>| snapshot(lock).holders.len();
+    let ga = a.read();
+    let gb = b.read();
+    assert_eq!((holders(&a), holders(&b)), (1, 1));
+    // The first hold ends first: the second stays listed.
+    drop(ga);
+    assert_eq!((holders(&a), holders(&b)), (0, 1));
+    // A new hold takes the freed place; the older one still ends cleanly.
+    let gc = c.read();
+    assert_eq!((holders(&b), holders(&c)), (1, 1));
+    drop(gb);
+    assert_eq!((holders(&b), holders(&c)), (0, 1));
+    drop(gc);
+    assert_eq!(holders(&c), 0);
+    // More holds than the thread's record has places for are still taken
+    // and released; the ones it could list are listed.
+    let many: Vec<RwLock<()>> = (0..12).map(|_| RwLock::new(())).collect();
+    let guards: Vec<_> = many.iter().map(RwLock::read).collect();
+    let listed = many.iter().filter(|l| holders(l) == 1).count();
+    assert_eq!(
+        listed, 8,
+        "a thread lists at most 8 shared holds (README, Limits)"
+    );
+    drop(guards);
+    assert!(many.iter().all(|l| holders(l) == 0 && !l.is_locked()));
+}
+
+#[test]
 fn waiters_show_mode_site_and_age() {
     let lock = Arc::new(RwLock::new(()));
     let writer = lock.write();

@@ -489,20 +489,11 @@ impl LockDiag {
         let Some(me) = thread::existing() else {
             return record.release_foreign(lock, mode);
         };
-        let Some(i) = me.find(lock, mode) else {
-            return record.release_foreign(lock, mode);
-        };
-        // Only this thread writes its own slots (but for a foreign release,
-        // of a guard this thread no longer has), so load and store suffice.
-        let word = me.holds[i].load(Ordering::Relaxed);
-        me.holds[i].store(0, Ordering::Release);
-        // The acquisition started the coarse clock; a 0 (no ticker) makes
-        // `held` huge, and the cold path then reads the time properly.
-        let since = me.slots[i].since_ms.load(Ordering::Relaxed);
-        let held = elapsed_ms(since, clock::last_ms());
-        if word & thread::SAMPLED != 0 || held >= super::slow_hold_ms() {
-            record.after_shared_hold(me, i, word & thread::SAMPLED != 0, mode);
+        // Most threads hold one read lock at a time: it is in the first slot.
+        if me.holds[0].load(Ordering::Relaxed) & !thread::SAMPLED == thread::tag(lock, mode) {
+            return record.release_slot(me, 0, mode);
         }
+        record.release_elsewhere(me, lock, mode);
     }
 
     /// The calling thread is about to park for the lock. The first call of a
@@ -668,6 +659,33 @@ impl LockRecord {
         self.stats
             .hold
             .record(clock::precise_ns().saturating_sub(since_ns));
+    }
+
+    /// Ends the shared hold in `me`'s slot `i`.
+    #[inline(always)]
+    fn release_slot(&self, me: &ThreadRecord, i: usize, mode: Mode) {
+        // Only this thread writes its own slots (but for a foreign release,
+        // of a guard this thread no longer has), so load and store suffice.
+        let word = me.holds[i].load(Ordering::Relaxed);
+        me.holds[i].store(0, Ordering::Release);
+        // The acquisition started the coarse clock; a 0 (no ticker) makes
+        // `held` huge, and the cold path then reads the time properly.
+        let since = me.slots[i].since_ms.load(Ordering::Relaxed);
+        let held = elapsed_ms(since, clock::last_ms());
+        if word & thread::SAMPLED != 0 || held >= super::slow_hold_ms() {
+            self.after_shared_hold(me, i, word & thread::SAMPLED != 0, mode);
+        }
+    }
+
+    /// Ends a shared hold that is not in the thread's first slot: in
+    /// another one, or, for a guard sent here, in another thread's record.
+    #[cold]
+    #[inline(never)]
+    fn release_elsewhere(&self, me: &ThreadRecord, lock: *mut LockRecord, mode: Mode) {
+        match me.find(lock, mode) {
+            Some(i) => self.release_slot(me, i, mode),
+            None => self.release_foreign(lock, mode),
+        }
     }
 
     /// A released shared hold was sampled for the hold-time histogram, or

@@ -324,6 +324,23 @@ impl ThreadRecord {
         site: &'static Location<'static>,
         now: u32,
     ) -> u32 {
+        // Most threads hold one read lock at a time: the first slot is free.
+        if self.holds[0].load(Ordering::Relaxed) == 0 {
+            return self.hold_at(0, lock, mode, site, now);
+        }
+        self.hold_elsewhere(lock, mode, site, now)
+    }
+
+    /// [`Self::hold`] with the first slot taken.
+    #[cold]
+    #[inline(never)]
+    fn hold_elsewhere(
+        &self,
+        lock: *mut LockRecord,
+        mode: Mode,
+        site: &'static Location<'static>,
+        now: u32,
+    ) -> u32 {
         let Some(i) = self
             .holds
             .iter()
@@ -332,6 +349,19 @@ impl ThreadRecord {
             self.overflow.fetch_add(1, Ordering::Relaxed);
             return 0;
         };
+        self.hold_at(i, lock, mode, site, now)
+    }
+
+    /// Records a shared hold in the free slot `i`.
+    #[inline(always)]
+    fn hold_at(
+        &self,
+        i: usize,
+        lock: *mut LockRecord,
+        mode: Mode,
+        site: &'static Location<'static>,
+        now: u32,
+    ) -> u32 {
         let slot = &self.slots[i];
         slot.since_ms.store(now, Ordering::Relaxed);
         slot.site
