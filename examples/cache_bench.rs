@@ -218,7 +218,13 @@ fn main() {
             }
             let cells: Vec<String> = row
                 .iter()
-                .map(|(h, m)| format!("{m:.2} ({h:.3})"))
+                .map(|(h, m)| {
+                    if m.is_nan() {
+                        "-".to_string()
+                    } else {
+                        format!("{m:.2} ({h:.3})")
+                    }
+                })
                 .collect();
             println!("| {t} | {} |", cells.join(" | "));
             per_stream.push(row);
@@ -236,13 +242,20 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for (s, stream) in streams.iter().enumerate() {
         let r = &results[s];
-        let hit_gap = r[0][0].0 - r[0][3].0.max(r[0][4].0);
+        // Caches left out with `--only` are NaN: their ratios print as "-".
+        let best_peer = r[0][3].0.max(r[0][4].0);
+        let hit_gap = if (r[0][0].0 - best_peer).is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:+.4}", r[0][0].0 - best_peer)
+        };
         let ratio = |a: usize, b: usize, min_threads: usize| {
             let mut v: Vec<f64> = r
                 .iter()
                 .zip(&thread_counts)
                 .filter(|&(_, &t)| t >= min_threads)
                 .map(|(row, _)| row[a].1 / row[b].1)
+                .filter(|x| !x.is_nan())
                 .collect();
             if v.is_empty() {
                 return "-".to_string();
@@ -251,7 +264,7 @@ fn main() {
             format!("{:.2}x ({:.2}x)", v[v.len() / 2], v[0])
         };
         println!(
-            "| {} | {:+.4} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             stream.name,
             hit_gap,
             ratio(0, 1, 0),
