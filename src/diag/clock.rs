@@ -2,16 +2,17 @@
 //!
 //! A precise clock read costs about five uncontended lock acquisitions, so the
 //! acquisition paths never read one. They read [`now_ms`]: one relaxed load of
-//! a global that a ticker thread refreshes every millisecond. Precise time
+//! a global (`hot::HOT.now_ms`) that a ticker thread refreshes every
+//! millisecond. Precise time
 //! ([`precise_ns`]) is read only by a thread about to park, which can afford
 //! it, and by one acquisition in 256 for the hold-time histogram.
 
 use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use super::hot::HOT;
 use std::time::{Duration, Instant};
 
-/// Milliseconds since [`epoch`], plus one, wrapping; 0 until the ticker runs.
-static NOW_MS: AtomicU32 = AtomicU32::new(0);
 /// Set by the one thread that starts the ticker.
 static STARTING: AtomicBool = AtomicBool::new(false);
 static EPOCH: AtomicPtr<Instant> = AtomicPtr::new(ptr::null_mut());
@@ -49,7 +50,7 @@ fn set_epoch() -> Instant {
 /// two readings are right for any interval shorter than that).
 #[inline]
 pub(crate) fn now_ms() -> u32 {
-    let now = NOW_MS.load(Ordering::Relaxed);
+    let now = HOT.now_ms.load(Ordering::Relaxed);
     if now != 0 { now } else { start() }
 }
 
@@ -58,7 +59,7 @@ pub(crate) fn now_ms() -> u32 {
 /// already. A caller must take 0 for "unknown".
 #[inline]
 pub(crate) fn last_ms() -> u32 {
-    NOW_MS.load(Ordering::Relaxed)
+    HOT.now_ms.load(Ordering::Relaxed)
 }
 
 #[cold]
@@ -68,22 +69,24 @@ fn start() -> u32 {
     // instead of waiting for it.
     if !STARTING.swap(true, Ordering::AcqRel) {
         let epoch = epoch();
-        NOW_MS.store(read_ms(epoch), Ordering::Relaxed);
+        HOT.now_ms.store(read_ms(epoch), Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
             .name("lockscope-clock".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(TICK);
-                    NOW_MS.store(read_ms(epoch), Ordering::Relaxed);
+                    HOT.now_ms.store(read_ms(epoch), Ordering::Relaxed);
                 }
             });
         if spawned.is_err() {
             // No thread to keep the coarse clock fresh (a sandbox that
-            // forbids spawning): every reading is a precise one from now on.
-            NOW_MS.store(0, Ordering::Relaxed);
+            // forbids spawning): every reading is a precise one from now on,
+            // and every exclusive release takes the path that makes one.
+            HOT.now_ms.store(0, Ordering::Relaxed);
+            super::hot::set_no_ticker(super::lock::LONGEST_HOLD);
         }
     }
-    match NOW_MS.load(Ordering::Relaxed) {
+    match HOT.now_ms.load(Ordering::Relaxed) {
         0 => read_ms(epoch()),
         now => now,
     }

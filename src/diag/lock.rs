@@ -5,11 +5,12 @@
 //! Cost on an uncontended acquisition and release, by mode:
 //! - exclusive: the holder's thread id, call site, context and coarse time
 //!   are stored in the record's exclusive line (one cache line, which only
-//!   the holder writes), in the tenure that a tag bit of the lock's record
-//!   pointer names; the release ends the tenure, counts it (exactly: the
-//!   holder is alone) and flips the tag, so the ended tenure stays as the
-//!   last holder. One in 256 exclusive acquisitions of each thread (random
-//!   gaps) reads the precise clock for the hold-time histogram.
+//!   the holder writes), in the tenure that the count of ended tenures
+//!   names; the release ends the tenure and
+//!   counts it (exactly: the holder is alone), so the ended tenure stays as
+//!   the last holder. One exclusive tenure in 256 of each lock (spread by a
+//!   hash of its count) reads the precise clock for the hold-time histogram.
+//!   The globals these paths read share one static (`hot::HOT`).
 //! - shared and upgradable: a hold slot in the thread's own record; no write
 //!   to any line other readers touch. One shared acquisition in 64 per thread
 //!   (random gaps) is sampled: it adds its gap to the lock's shared count, and
@@ -28,6 +29,7 @@ use std::time::Duration;
 use super::Mode;
 use super::clock::{self, elapsed_ms};
 use super::histogram::Histogram;
+use super::hot::HOT;
 use super::thread::{self, ThreadRecord};
 use super::{Holder, LastHolder, LockStats, Snapshot, TimeoutRecord, Waiter};
 
@@ -45,12 +47,22 @@ const SAMPLED: u32 = 2;
 /// The lowest `held_ms` of a lasting tenure.
 const LASTING: u32 = HELD - (WAITED | SAMPLED);
 /// The longest hold a tenure records (49 days); longer ones read as this.
-const LONGEST_HOLD: u32 = LASTING - 1;
+pub(crate) const LONGEST_HOLD: u32 = LASTING - 1;
 
-/// The tag bit of `LockDiag::record`: which of the two tenures the next
-/// exclusive acquisition writes. The record is 64-byte aligned, so the low
-/// bits of its address are free.
-const NEXT_TENURE: usize = 1;
+/// One exclusive tenure in this many (of each lock) is sampled for the
+/// hold-time histogram, on average.
+const SAMPLED_TENURES: u64 = 256;
+
+/// Whether the exclusive tenure that follows `ended` ended ones is sampled
+/// for the hold-time histogram: a multiplicative hash of the count (a Weyl
+/// sequence), so that about one tenure in [`SAMPLED_TENURES`] is, with gaps
+/// that fall in step with no short period of a workload (a lock whose every
+/// other hold is long has both kinds sampled alike). It costs the acquisition
+/// a multiply and a compare, and no store.
+#[inline(always)]
+fn sampled_tenure(ended: u64) -> bool {
+    ended.wrapping_mul(0x9E37_79B9_7F4A_7C15) < u64::MAX / SAMPLED_TENURES
+}
 
 /// Written only by the thread holding the lock exclusively: the current and
 /// the previous exclusive tenure, alternating between two buffers (so that a
@@ -59,11 +71,10 @@ const NEXT_TENURE: usize = 1;
 /// which: with `n` ended, tenure `n % 2` is the current one (if it lasts)
 /// and `(n - 1) % 2` the last one.
 ///
-/// An acquisition does not read this line: it learns which buffer to write
-/// from a tag bit of the record pointer in the lock itself (whose line it
-/// owns after its compare-exchange), so its stores here do not wait for the
-/// line to arrive from the previous holder's core; the release, which does
-/// read here, comes after the critical section, by when the line has come.
+/// An acquisition reads the count to learn which buffer to write (and
+/// whether its tenure is sampled); after a handoff the line comes from the
+/// previous holder's core, which the acquisition's stores would wait for
+/// anyway.
 ///
 /// Exactly one cache line, field arrays rather than an array of structs:
 /// every exclusive acquisition of a contended lock takes this line from the
@@ -205,14 +216,12 @@ pub(crate) struct LockDiag {
     label: Option<&'static str>,
 }
 
-/// What an exclusive release leaves to record once the lock is free, so that
-/// no histogram update or clock read lengthens the critical section.
+/// Whether an exclusive release left work for once the lock is free (in the
+/// releasing thread's record, [`ThreadRecord::after_release`]), so that no
+/// histogram update or precise clock read lengthens the critical section.
 #[must_use]
 pub(crate) struct Release {
-    wait_ns: u64,
-    sampled_at: u64,
-    /// Where the holder asked for the lock (only when it waited).
-    site: *mut Location<'static>,
+    after: bool,
 }
 
 /// A wait in progress on a slow path.
@@ -270,11 +279,9 @@ impl LockDiag {
     /// The record, if the lock has been acquired (or labelled) yet.
     #[inline(always)]
     pub(crate) fn get(&self) -> Option<&LockRecord> {
-        let tagged = self.record.load(Ordering::Acquire);
         // SAFETY: a non-null record stays allocated until this lock drops
-        // (`retire`), and `&self` proves it has not; the tag bit is not part
-        // of its address.
-        unsafe { tagged.map_addr(|a| a & !NEXT_TENURE).as_ref() }
+        // (`retire`), and `&self` proves it has not.
+        unsafe { self.record.load(Ordering::Acquire).as_ref() }
     }
 
     #[inline(always)]
@@ -327,14 +334,14 @@ impl LockDiag {
                 // SAFETY: `fresh` was never shared.
                 drop(unsafe { Box::from_raw(fresh) });
                 // SAFETY: as in `get`.
-                unsafe { &*winner.map_addr(|a| a & !NEXT_TENURE) }
+                unsafe { &*winner }
             }
         }
     }
 
     /// The lock is being dropped: its record leaves the registry.
     pub(crate) fn retire(&mut self) {
-        let record = self.record.get_mut().map_addr(|a| a & !NEXT_TENURE);
+        let record = *self.record.get_mut();
         if !record.is_null() {
             super::order::retired(record);
             super::registry::retire(record);
@@ -342,101 +349,78 @@ impl LockDiag {
     }
 
     /// The calling thread now holds the lock exclusively.
+    ///
+    /// Shaped for the critical section it opens: what it loads is the
+    /// thread's own record, the lock's record line and one global (`HOT`),
+    /// and its rare cases (a sampled tenure, lock-order checking) share one
+    /// test and one cold call.
     #[inline(always)]
     pub(crate) fn acquired_exclusive(&self, kind: &'static str, site: &'static Location<'static>) {
         let record = self.record(kind, site);
         let Some(me) = thread::current() else { return };
-        let now = clock::now_ms();
-        let line = &record.excl;
-        // Only the exclusive holder writes the tag and this tenure.
-        let i = self.record.load(Ordering::Relaxed).addr() & NEXT_TENURE;
-        let mut flags = 0;
-        if me.sample_exclusive() {
-            flags = SAMPLED;
-            record
-                .stats
-                .holder_sampled_at
-                .store(clock::precise_ns(), Ordering::Relaxed);
+        let mut now = HOT.now_ms.load(Ordering::Relaxed);
+        if now == 0 {
+            now = clock::now_ms();
         }
+        let line = &record.excl;
+        // Only the exclusive holder writes the count and the tenures.
+        let ended = line.ended.load(Ordering::Relaxed);
+        let i = (ended % 2) as usize;
         line.threads[i].store(me.id, Ordering::Relaxed);
         line.sites[i].store(site_ptr(site), Ordering::Relaxed);
         line.since[i].store(now, Ordering::Relaxed);
         line.contexts[i].store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        line.held_ms[i].store(HELD - flags, Ordering::Release);
-        if super::order::ON.load(Ordering::Relaxed) {
-            super::order::acquired(record, Mode::Exclusive, site);
+        if sampled_tenure(ended) | HOT.order_on.load(Ordering::Relaxed) {
+            return record.acquired_rare(i, sampled_tenure(ended), site);
         }
+        line.held_ms[i].store(HELD, Ordering::Release);
     }
 
     /// The exclusive holder is about to release the lock. Hand the result to
     /// [`Self::released_exclusive`] once the lock word is released.
+    ///
+    /// The common case ends the tenure with two stores and no call; every
+    /// rare case (the holder parked for the lock, the tenure is sampled, the
+    /// hold was slow or the coarse clock has no ticker) passes one test to
+    /// [`LockRecord::release_rare`].
     #[inline(always)]
     pub(crate) fn releasing_exclusive(&self) -> Release {
-        let nothing = Release {
-            wait_ns: 0,
-            sampled_at: 0,
-            site: ptr::null_mut(),
-        };
+        let nothing = Release { after: false };
         let Some(record) = self.get() else {
             return nothing;
         };
         let line = &record.excl;
-        let tagged = self.record.load(Ordering::Relaxed);
-        let i = tagged.addr() & NEXT_TENURE;
+        let ended = line.ended.load(Ordering::Relaxed);
+        let i = (ended % 2) as usize;
         let state = line.held_ms[i].load(Ordering::Relaxed);
         if state < LASTING {
             // No tenure was recorded (the thread had no record), or this is
             // a misuse the lock word will refuse.
             return nothing;
         }
-        let since = line.since[i].load(Ordering::Relaxed);
-        let held = elapsed_ms(since, clock::now_ms()).min(LONGEST_HOLD);
+        // The acquisition started the coarse clock; without a ticker,
+        // `rare_hold_ms` is 0 and the cold path reads the time properly.
+        let held = elapsed_ms(
+            line.since[i].load(Ordering::Relaxed),
+            HOT.now_ms.load(Ordering::Relaxed),
+        );
+        if state != HELD || held >= HOT.rare_hold_ms.load(Ordering::Relaxed) {
+            return Release {
+                after: record.release_rare(i, ended, state),
+            };
+        }
         line.held_ms[i].store(held, Ordering::Release);
         // Only the holder writes the count, so a load and a store count
         // exactly without a locked instruction.
-        let ended = line.ended.load(Ordering::Relaxed);
         line.ended.store(ended + 1, Ordering::Release);
-        self.record
-            .store(tagged.map_addr(|a| a ^ NEXT_TENURE), Ordering::Relaxed);
-        let flags = HELD - state;
-        let mut release = nothing;
-        if flags & SAMPLED != 0 {
-            release.sampled_at = record.stats.holder_sampled_at.load(Ordering::Relaxed);
-        }
-        if flags & WAITED != 0 {
-            release.wait_ns = record.stats.holder_waited_ns.load(Ordering::Relaxed);
-            release.site = line.sites[i].load(Ordering::Relaxed);
-        }
-        if held >= super::slow_hold_ms() {
-            record.slow_hold(
-                Mode::Exclusive,
-                line.sites[i].load(Ordering::Relaxed),
-                line.contexts[i].load(Ordering::Relaxed),
-                held,
-            );
-        }
-        release
+        nothing
     }
 
     /// The lock word is released: record what the release left.
     #[inline(always)]
     pub(crate) fn released_exclusive(&self, release: Release) {
-        if release.wait_ns | release.sampled_at != 0 {
-            self.record_release(release);
-        }
-    }
-
-    #[cold]
-    fn record_release(&self, release: Release) {
-        let Some(record) = self.get() else { return };
-        if release.wait_ns != 0 {
-            record.stats.wait.record(release.wait_ns);
-            if let Some(site) = site_ref(release.site) {
-                record.stats.sites.add(site, release.wait_ns);
-            }
-        }
-        if release.sampled_at != 0 {
-            record.sampled_hold(release.sampled_at);
+        if release.after {
+            after_release();
         }
     }
 
@@ -470,7 +454,7 @@ impl LockDiag {
                 .shared_acquisitions
                 .fetch_add(u64::from(stands_for), Ordering::Relaxed);
         }
-        if super::order::ON.load(Ordering::Relaxed) {
+        if HOT.order_on.load(Ordering::Relaxed) {
             super::order::acquired(record, mode, site);
         }
     }
@@ -653,7 +637,117 @@ impl Drop for LockDiag {
     }
 }
 
+/// Records what an exclusive release left in the releasing thread's record,
+/// now that the lock is free.
+#[cold]
+#[inline(never)]
+fn after_release() {
+    let Some(me) = thread::existing() else { return };
+    let after = &me.after_release;
+    // SAFETY: set by this thread's `release_rare` during the release that
+    // has just ended, inside `unlock(&self)` of the lock that owns the
+    // record, which therefore has not been dropped.
+    let Some(record) = (unsafe {
+        after
+            .record
+            .swap(ptr::null_mut(), Ordering::Relaxed)
+            .as_ref()
+    }) else {
+        return;
+    };
+    record.record_after(
+        after.wait_ns.load(Ordering::Relaxed),
+        after.sampled_at.load(Ordering::Relaxed),
+        after.site.load(Ordering::Relaxed),
+    );
+}
+
 impl LockRecord {
+    /// An exclusive acquisition's rare cases: its tenure `i` is sampled for
+    /// the hold-time histogram, or lock order is being checked. Stores the
+    /// tenure's state last, as the common path does.
+    #[cold]
+    #[inline(never)]
+    fn acquired_rare(&self, i: usize, sampled: bool, site: &'static Location<'static>) {
+        let mut state = HELD;
+        if sampled {
+            state -= SAMPLED;
+            self.stats
+                .holder_sampled_at
+                .store(clock::precise_ns(), Ordering::Relaxed);
+        }
+        self.excl.held_ms[i].store(state, Ordering::Release);
+        if HOT.order_on.load(Ordering::Relaxed) {
+            super::order::acquired(self, Mode::Exclusive, site);
+        }
+    }
+
+    /// Ends exclusive tenure `i` (after `ended` others), whose state is
+    /// `state`, in any of its rare cases (see `releasing_exclusive`). Returns
+    /// whether work is left for once the lock word is released.
+    #[cold]
+    #[inline(never)]
+    fn release_rare(&self, i: usize, ended: u64, state: u32) -> bool {
+        let line = &self.excl;
+        let held =
+            elapsed_ms(line.since[i].load(Ordering::Relaxed), clock::now_ms()).min(LONGEST_HOLD);
+        let flags = HELD - state;
+        let site = line.sites[i].load(Ordering::Relaxed);
+        let sampled_at = if flags & SAMPLED != 0 {
+            self.stats.holder_sampled_at.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        let wait_ns = if flags & WAITED != 0 {
+            self.stats.holder_waited_ns.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        line.held_ms[i].store(held, Ordering::Release);
+        line.ended.store(ended + 1, Ordering::Release);
+        if held >= super::slow_hold_ms() {
+            self.slow_hold(
+                Mode::Exclusive,
+                site,
+                line.contexts[i].load(Ordering::Relaxed),
+                held,
+            );
+        }
+        if wait_ns | sampled_at == 0 {
+            return false;
+        }
+        // Left in this thread's record for after the release (the next
+        // holder may overwrite the stats line's fields).
+        if let Some(me) = thread::existing() {
+            let after = &me.after_release;
+            after.wait_ns.store(wait_ns, Ordering::Relaxed);
+            after.sampled_at.store(sampled_at, Ordering::Relaxed);
+            after.site.store(site, Ordering::Relaxed);
+            after
+                .record
+                .store(ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
+            return true;
+        }
+        // No record for this thread (it is being torn down): recorded here,
+        // inside the critical section.
+        self.record_after(wait_ns, sampled_at, site);
+        false
+    }
+
+    /// Records an ended exclusive tenure's wait (`wait_ns`, from `site`) and
+    /// sampled hold (from `sampled_at`), each when non-zero.
+    fn record_after(&self, wait_ns: u64, sampled_at: u64, site: *mut Location<'static>) {
+        if wait_ns != 0 {
+            self.stats.wait.record(wait_ns);
+            if let Some(site) = site_ref(site) {
+                self.stats.sites.add(site, wait_ns);
+            }
+        }
+        if sampled_at != 0 {
+            self.sampled_hold(sampled_at);
+        }
+    }
+
     #[cold]
     fn sampled_hold(&self, since_ns: u64) {
         self.stats

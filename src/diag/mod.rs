@@ -32,21 +32,27 @@
 //!   previous sample, whichever locks they were on: an estimate, unbiased
 //!   over many samples; a thread that reads only one lock puts it within
 //!   127 of the truth at each end of its run); the hold-time
-//!   histogram (one acquisition in 256 per thread and mode on average,
-//!   random gaps);
+//!   histogram (shared: one acquisition in 256 per thread on average,
+//!   random gaps; exclusive: one tenure in 256 of each lock on average,
+//!   spread by a multiplicative hash of the lock's count of tenures, the
+//!   first tenure always);
 //! - coarse (1 ms ticks): holder and waiter ages, last hold duration, the
 //!   slow-hold threshold.
 
 use core::fmt;
 use core::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
 mod clock;
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
 mod histogram;
+#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+mod hot;
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
 mod lock;
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
@@ -409,6 +415,7 @@ pub fn context() -> u64 {
     previous
 }
 
+#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
 static SLOW_HOLD_MS: AtomicU32 = AtomicU32::new(100);
 
 /// Sets the hold time above which a release emits a `tracing` warning
@@ -418,6 +425,9 @@ pub fn set_slow_hold_threshold(threshold: Duration) {
     let ms = u32::try_from(threshold.as_millis())
         .unwrap_or(u32::MAX)
         .max(1);
+    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    hot::set_slow_hold_ms(ms, lock::LONGEST_HOLD);
+    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
     SLOW_HOLD_MS.store(ms, Ordering::Relaxed);
 }
 
@@ -428,7 +438,11 @@ pub fn slow_hold_threshold() -> Duration {
 
 #[inline]
 pub(crate) fn slow_hold_ms() -> u32 {
-    SLOW_HOLD_MS.load(Ordering::Relaxed)
+    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    let threshold = &hot::HOT.slow_hold_ms;
+    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    let threshold = &SLOW_HOLD_MS;
+    threshold.load(Ordering::Relaxed)
 }
 
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]

@@ -132,14 +132,18 @@ pub fn enable() {
 /// Stops checking; what was learned is kept for a later [`enable`].
 pub fn disable() {
     #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-    on::ON.store(false, std::sync::atomic::Ordering::Relaxed);
+    super::hot::HOT
+        .order_on
+        .store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether lock order is being checked.
 pub fn is_enabled() -> bool {
     #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
     {
-        on::ON.load(std::sync::atomic::Ordering::Relaxed)
+        super::hot::HOT
+            .order_on
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
     #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
     false
@@ -169,7 +173,7 @@ pub fn violations() -> Vec<OrderViolation> {
 }
 
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-pub(crate) use on::{ON, acquired, retired};
+pub(crate) use on::{acquired, retired};
 
 #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
 mod on {
@@ -183,8 +187,6 @@ mod on {
     use super::super::{Mode, ThreadInfo, thread};
     use super::{Callback, OrderViolation, Site};
 
-    /// Checking is on: read (relaxed) by every acquisition.
-    pub(crate) static ON: AtomicBool = AtomicBool::new(false);
     /// Checking was ever on: dropping locks must then leave the graph.
     static EVER: AtomicBool = AtomicBool::new(false);
     pub(super) static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
@@ -224,7 +226,10 @@ mod on {
 
     pub(super) fn enable() {
         EVER.store(true, Ordering::Relaxed);
-        ON.store(true, Ordering::Relaxed);
+        // Read (relaxed) by every acquisition.
+        super::super::hot::HOT
+            .order_on
+            .store(true, Ordering::Relaxed);
     }
 
     /// Whether `held` is still held by this thread. Needs the graph mutex:

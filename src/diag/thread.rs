@@ -24,9 +24,10 @@ use super::lock::LockRecord;
 /// Shared holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
 pub(crate) const HOLD_SLOTS: usize = 8;
-/// Acquisitions per timed one (for the hold-time histogram), on average, in
-/// each mode: a timed hold reads the precise clock twice, which costs as
-/// much as ten uncontended acquisitions on these machines.
+/// Shared acquisitions per timed one (for the hold-time histogram), on
+/// average: a timed hold reads the precise clock twice, which costs as much
+/// as ten uncontended acquisitions on these machines. (Exclusive tenures
+/// are sampled at the same rate, per lock: `lock::SAMPLED_TENURES`.)
 pub(crate) const TIMED_GAP: u32 = 256;
 /// Bytes of a thread's name that reports show.
 const NAME_BYTES: usize = 48;
@@ -68,6 +69,20 @@ pub(crate) struct WaitSlot {
     pub(crate) site: AtomicPtr<Location<'static>>,
 }
 
+/// What an exclusive release leaves for its thread to record once the lock
+/// is free: written and read only by that thread, between the critical
+/// section's end and the return of the release.
+pub(crate) struct AfterRelease {
+    /// The lock's record; null when nothing is left.
+    pub(crate) record: AtomicPtr<LockRecord>,
+    /// How long the holder waited for the lock, when it parked.
+    pub(crate) wait_ns: AtomicU64,
+    /// The precise acquisition time of a sampled tenure.
+    pub(crate) sampled_at: AtomicU64,
+    /// Where the holder asked for the lock.
+    pub(crate) site: AtomicPtr<Location<'static>>,
+}
+
 /// A thread's diagnostic record.
 #[repr(align(64))]
 pub(crate) struct ThreadRecord {
@@ -81,9 +96,9 @@ pub(crate) struct ThreadRecord {
     pub(crate) overflow: AtomicU32,
     /// Shared acquisitions left until the next sampled one.
     countdown: AtomicU32,
-    /// Exclusive acquisitions left until the next one sampled for the
-    /// hold-time histogram.
-    exclusive_countdown: AtomicU32,
+    /// What this thread's last exclusive release left to record once the
+    /// lock word was released.
+    pub(crate) after_release: AfterRelease,
     /// The length of the current sampling gap: what the next sample stands for.
     last_gap: AtomicU32,
     rng: AtomicU32,
@@ -237,7 +252,12 @@ fn create() -> &'static ThreadRecord {
         context: AtomicU64::new(0),
         overflow: AtomicU32::new(0),
         countdown: AtomicU32::new(0),
-        exclusive_countdown: AtomicU32::new(0),
+        after_release: AfterRelease {
+            record: AtomicPtr::new(ptr::null_mut()),
+            wait_ns: AtomicU64::new(0),
+            sampled_at: AtomicU64::new(0),
+            site: AtomicPtr::new(ptr::null_mut()),
+        },
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
@@ -395,22 +415,6 @@ impl ThreadRecord {
             return Some(0);
         }
         (1..HOLD_SLOTS).find(|&i| self.holds[i].load(Ordering::Relaxed) & !SAMPLED == word)
-    }
-
-    /// Whether this exclusive acquisition is sampled for the hold-time
-    /// histogram: one in [`TIMED_GAP`] of the thread's exclusive
-    /// acquisitions on average, with random gaps (so that a loop over a few
-    /// locks samples each of them).
-    #[inline]
-    pub(crate) fn sample_exclusive(&self) -> bool {
-        let left = self.exclusive_countdown.load(Ordering::Relaxed);
-        if left != 0 {
-            self.exclusive_countdown.store(left - 1, Ordering::Relaxed);
-            return false;
-        }
-        let gap = self.random_gap(2 * TIMED_GAP - 1);
-        self.exclusive_countdown.store(gap - 1, Ordering::Relaxed);
-        true
     }
 
     /// Uniform in `1..=span`.
