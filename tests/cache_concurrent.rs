@@ -181,14 +181,21 @@ fn every_sample_is_recorded_or_counted_as_skipped_while_snapshots_run() {
             let p = cache.patterns();
             assert!(p.samples + p.skipped <= threads * gets, "{p:?}");
             snapshots += 1;
+            // Often enough to drain batches while they fill, not so often
+            // that a loaded machine skips nearly every sample.
+            thread::sleep(Duration::from_micros(100));
         }
     });
     let p = cache.patterns();
     assert!(snapshots > 0);
     assert_eq!(p.samples + p.skipped, threads * gets, "{p:?}");
-    // The window's hit ratio is the workload's (half the keys are cached).
-    let last = *p.hit_ratios.last().expect("epochs closed");
-    assert!((last - 0.5).abs() < 0.2, "{p:?}");
+    // The window's hit ratio is the workload's (half the keys are cached):
+    // over the recent epochs, since one epoch may come mostly from one
+    // thread's run of hits or misses (runs of about 70) when the others are
+    // descheduled.
+    assert!(p.samples >= 8 * 256, "too few samples recorded: {p:?}");
+    let mean = p.hit_ratios.iter().sum::<f64>() / p.hit_ratios.len() as f64;
+    assert!((mean - 0.5).abs() < 0.1, "{mean} {p:?}");
 }
 
 #[test]

@@ -98,9 +98,29 @@ fn read_ms(epoch: Instant) -> u32 {
     ((epoch.elapsed().as_millis() as u32).wrapping_add(1)).max(1)
 }
 
-/// Milliseconds from coarse reading `since` to coarse reading `now`.
+/// How far a reading may be ahead of a later one and still count as the
+/// same instant: while the ticker starts, a thread that finds no coarse time
+/// reads the precise clock, which may be a millisecond ahead of what the
+/// ticker stores next.
+const SKEW_MS: u32 = 1000;
+
+/// Milliseconds from coarse reading `since` to coarse reading `now` (0 when
+/// `since` is at most [`SKEW_MS`] ahead).
 #[inline]
 pub(crate) fn elapsed_ms(since: u32, now: u32) -> u32 {
+    let elapsed = now.wrapping_sub(since);
+    if elapsed > u32::MAX - SKEW_MS {
+        0
+    } else {
+        elapsed
+    }
+}
+
+/// [`elapsed_ms`] for a lock path's first test: a reading ahead of `now`
+/// comes out huge, which sends the path to its cold branch, whose
+/// [`elapsed_ms`] then reads 0.
+#[inline(always)]
+pub(crate) fn raw_elapsed_ms(since: u32, now: u32) -> u32 {
     now.wrapping_sub(since)
 }
 
@@ -108,4 +128,22 @@ pub(crate) fn elapsed_ms(since: u32, now: u32) -> u32 {
 #[inline]
 pub(crate) fn precise_ns() -> u64 {
     (epoch().elapsed().as_nanos() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elapsed_ms;
+
+    #[test]
+    fn elapsed_time_wraps_and_reads_a_reading_just_ahead_as_zero() {
+        assert_eq!(elapsed_ms(5, 10), 5);
+        assert_eq!(elapsed_ms(u32::MAX - 2, 3), 6, "across the wrap");
+        assert_eq!(elapsed_ms(10, 9), 0, "a reading 1 ms ahead");
+        assert_eq!(elapsed_ms(1_000, 0), 0, "a second ahead");
+        assert_eq!(
+            elapsed_ms(2_000, 0),
+            u32::MAX - 1_999,
+            "further ahead: a long time"
+        );
+    }
 }

@@ -400,7 +400,7 @@ impl LockDiag {
         }
         // The acquisition started the coarse clock; without a ticker,
         // `rare_hold_ms` is 0 and the cold path reads the time properly.
-        let held = elapsed_ms(
+        let held = clock::raw_elapsed_ms(
             line.since[i].load(Ordering::Relaxed),
             HOT.now_ms.load(Ordering::Relaxed),
         );
@@ -644,15 +644,14 @@ impl Drop for LockDiag {
 fn after_release() {
     let Some(me) = thread::existing() else { return };
     let after = &me.after_release;
+    // Only this thread writes or reads its `after_release`: a load and a
+    // store, no locked exchange.
+    let record = after.record.load(Ordering::Relaxed);
+    after.record.store(ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: set by this thread's `release_rare` during the release that
     // has just ended, inside `unlock(&self)` of the lock that owns the
     // record, which therefore has not been dropped.
-    let Some(record) = (unsafe {
-        after
-            .record
-            .swap(ptr::null_mut(), Ordering::Relaxed)
-            .as_ref()
-    }) else {
+    let Some(record) = (unsafe { record.as_ref() }) else {
         return;
     };
     record.record_after(
@@ -765,7 +764,7 @@ impl LockRecord {
         // The acquisition started the coarse clock; a 0 (no ticker) makes
         // `held` huge, and the cold path then reads the time properly.
         let since = me.slots[i].since_ms.load(Ordering::Relaxed);
-        let held = elapsed_ms(since, clock::last_ms());
+        let held = clock::raw_elapsed_ms(since, clock::last_ms());
         if word & thread::SAMPLED != 0 || held >= super::slow_hold_ms() {
             self.after_shared_hold(me, i, word & thread::SAMPLED != 0, mode);
         }
