@@ -224,6 +224,14 @@ pub(crate) struct Release {
     after: bool,
 }
 
+/// A shared acquisition prepared before its compare-exchange
+/// ([`LockDiag::preparing_shared`]): the lock's record, and the thread whose
+/// first hold slot is filled in, if it was free.
+pub(crate) struct Prepared<'a> {
+    record: &'a LockRecord,
+    me: Option<&'static ThreadRecord>,
+}
+
 /// A wait in progress on a slow path.
 ///
 /// An untimed wait is timed from its first park (the spinning before it,
@@ -448,6 +456,49 @@ impl LockDiag {
             site,
             clock::now_ms(),
         );
+        if stands_for != 0 {
+            record
+                .stats
+                .shared_acquisitions
+                .fetch_add(u64::from(stands_for), Ordering::Relaxed);
+        }
+        if HOT.order_on.load(Ordering::Relaxed) {
+            super::order::acquired(record, mode, site);
+        }
+    }
+
+    /// Before a shared acquisition's compare-exchange: fills in the
+    /// thread's first hold slot, if it is free, without publishing it, so
+    /// that once the lock is taken [`Self::acquired_prepared`] has only to
+    /// count and publish. Nothing here is visible to other threads (a slot
+    /// is read only once its hold word is set), so a compare-exchange that
+    /// fails leaves nothing to undo: the slow path records the hold afresh.
+    #[inline(always)]
+    pub(crate) fn preparing_shared(
+        &self,
+        kind: &'static str,
+        site: &'static Location<'static>,
+    ) -> Prepared<'_> {
+        let record = self.record(kind, site);
+        let me = thread::current().filter(|me| me.prepare_first(site));
+        Prepared { record, me }
+    }
+
+    /// The shared acquisition prepared as `prepared` has taken the lock in
+    /// `mode`.
+    #[inline(always)]
+    pub(crate) fn acquired_prepared(
+        &self,
+        prepared: Prepared<'_>,
+        kind: &'static str,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        let Prepared { record, me } = prepared;
+        let Some(me) = me else {
+            return self.acquired_shared(kind, mode, site);
+        };
+        let stands_for = me.publish_first(ptr::from_ref(record).cast_mut(), mode, site);
         if stands_for != 0 {
             record
                 .stats

@@ -14,6 +14,9 @@ pub(crate) struct Release;
 /// A wait in progress (nothing to remember).
 pub(crate) struct Wait;
 
+/// A shared acquisition prepared before its compare-exchange: nothing.
+pub(crate) struct Prepared;
+
 impl Wait {
     #[inline(always)]
     pub(crate) fn new(_timed: bool) -> Self {
@@ -57,6 +60,25 @@ impl LockDiag {
 
     #[inline(always)]
     pub(crate) fn released_shared(&self, _mode: Mode) {}
+
+    #[inline(always)]
+    pub(crate) fn preparing_shared(
+        &self,
+        _kind: &'static str,
+        _site: &'static Location<'static>,
+    ) -> Prepared {
+        Prepared
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquired_prepared(
+        &self,
+        _prepared: Prepared,
+        _kind: &'static str,
+        _mode: Mode,
+        _site: &'static Location<'static>,
+    ) {
+    }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]

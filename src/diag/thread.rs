@@ -372,6 +372,54 @@ impl ThreadRecord {
         self.hold_at(i, lock, mode, site, now)
     }
 
+    /// Fills in the first hold slot for an acquisition at `site`, if the
+    /// slot is free; its hold word stays 0, so nothing is published.
+    #[inline(always)]
+    pub(crate) fn prepare_first(&self, site: &'static Location<'static>) -> bool {
+        if self.holds[0].load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let slot = &self.slots[0];
+        slot.since_ms
+            .store(super::clock::now_ms(), Ordering::Relaxed);
+        slot.site
+            .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
+        slot.context
+            .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        true
+    }
+
+    /// Publishes the hold that [`Self::prepare_first`] filled in, once the
+    /// lock is taken; returns what its sample stands for, as [`Self::hold`].
+    #[inline(always)]
+    pub(crate) fn publish_first(
+        &self,
+        lock: *mut LockRecord,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) -> u32 {
+        let left = self.countdown.load(Ordering::Relaxed);
+        if left != 0 {
+            self.countdown.store(left - 1, Ordering::Relaxed);
+            self.holds[0].store(tag(lock, mode), Ordering::Release);
+            return 0;
+        }
+        self.publish_sampled(lock, mode, site)
+    }
+
+    /// [`Self::publish_first`] for a sampled acquisition.
+    #[cold]
+    #[inline(never)]
+    fn publish_sampled(
+        &self,
+        lock: *mut LockRecord,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) -> u32 {
+        let since = self.slots[0].since_ms.load(Ordering::Relaxed);
+        self.hold_at(0, lock, mode, site, since)
+    }
+
     /// Records a shared hold in the free slot `i`.
     #[inline(always)]
     fn hold_at(

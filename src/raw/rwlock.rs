@@ -212,6 +212,9 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline(always)]
     #[track_caller]
     fn lock_shared(&self) -> GuardMarker {
+        // The hold is written down before the compare-exchange, so that the
+        // read lock is held only while it is published and counted.
+        let prepared = self.diag.preparing_shared(Self::KIND, Location::caller());
         let state = self.state.load(Ordering::Relaxed);
         if !(Self::admits_reader(state)
             && state < MAX_READERS << ONE_READER.trailing_zeros()
@@ -229,7 +232,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             debug_assert!(acquired);
         } else {
             self.diag
-                .acquired_shared(Self::KIND, Mode::Shared, Location::caller());
+                .acquired_prepared(prepared, Self::KIND, Mode::Shared, Location::caller());
         }
         GuardMarker::new()
     }
