@@ -5,8 +5,9 @@
 //! Cost on an uncontended acquisition and release, by mode:
 //! - exclusive: the holder's thread id, call site, context and coarse time
 //!   are stored in the record's exclusive line (one cache line, which only
-//!   the holder writes), in the tenure that the count of ended tenures
-//!   names; the release ends the tenure and
+//!   the holder writes), in the tenure that a tag bit of the lock's record
+//!   pointer names (the parity of the count of ended tenures); the release
+//!   ends the tenure, flips the tag and
 //!   counts it (exactly: the holder is alone), so the ended tenure stays as
 //!   the last holder. One exclusive tenure in 256 of each lock (spread by a
 //!   hash of its count) reads the precise clock for the hold-time histogram.
@@ -49,6 +50,12 @@ const LASTING: u32 = HELD - (WAITED | SAMPLED);
 /// The longest hold a tenure records (49 days); longer ones read as this.
 pub(crate) const LONGEST_HOLD: u32 = LASTING - 1;
 
+/// The tag bit of `LockDiag::record`: which of the two tenures the next
+/// exclusive acquisition writes, always the parity of the count of ended
+/// tenures. The record is 64-byte aligned, so the low bits of its address
+/// are free.
+const NEXT_TENURE: usize = 1;
+
 /// One exclusive tenure in this many (of each lock) is sampled for the
 /// hold-time histogram, on average.
 const SAMPLED_TENURES: u64 = 256;
@@ -71,10 +78,14 @@ fn sampled_tenure(ended: u64) -> bool {
 /// which: with `n` ended, tenure `n % 2` is the current one (if it lasts)
 /// and `(n - 1) % 2` the last one.
 ///
-/// An acquisition reads the count to learn which buffer to write (and
-/// whether its tenure is sampled); after a handoff the line comes from the
-/// previous holder's core, which the acquisition's stores would wait for
-/// anyway.
+/// An acquisition learns which buffer to write from a tag bit of the
+/// record pointer in the lock itself ([`NEXT_TENURE`], always the count's
+/// parity), whose line it owns after its compare-exchange: after a handoff,
+/// when this line is still on the previous holder's core, the addresses of
+/// its stores do not wait for the line to arrive. (It reads the count too,
+/// for the sampling test, but no store waits for that.) With the parity
+/// read from the count instead, `mutex_counter` at 2 threads measured about
+/// 0.04 lower.
 ///
 /// Exactly one cache line, field arrays rather than an array of structs:
 /// every exclusive acquisition of a contended lock takes this line from the
@@ -288,8 +299,14 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn get(&self) -> Option<&LockRecord> {
         // SAFETY: a non-null record stays allocated until this lock drops
-        // (`retire`), and `&self` proves it has not.
-        unsafe { self.record.load(Ordering::Acquire).as_ref() }
+        // (`retire`), and `&self` proves it has not; the tag bit is not part
+        // of its address.
+        unsafe {
+            self.record
+                .load(Ordering::Acquire)
+                .map_addr(|a| a & !NEXT_TENURE)
+                .as_ref()
+        }
     }
 
     #[inline(always)]
@@ -342,14 +359,14 @@ impl LockDiag {
                 // SAFETY: `fresh` was never shared.
                 drop(unsafe { Box::from_raw(fresh) });
                 // SAFETY: as in `get`.
-                unsafe { &*winner }
+                unsafe { &*winner.map_addr(|a| a & !NEXT_TENURE) }
             }
         }
     }
 
     /// The lock is being dropped: its record leaves the registry.
     pub(crate) fn retire(&mut self) {
-        let record = *self.record.get_mut();
+        let record = self.record.get_mut().map_addr(|a| a & !NEXT_TENURE);
         if !record.is_null() {
             super::order::retired(record);
             super::registry::retire(record);
@@ -371,9 +388,9 @@ impl LockDiag {
             now = clock::now_ms();
         }
         let line = &record.excl;
-        // Only the exclusive holder writes the count and the tenures.
+        // Only the exclusive holder writes the tag, the count and the tenures.
+        let i = self.record.load(Ordering::Relaxed).addr() & NEXT_TENURE;
         let ended = line.ended.load(Ordering::Relaxed);
-        let i = (ended % 2) as usize;
         line.threads[i].store(me.id, Ordering::Relaxed);
         line.sites[i].store(site_ptr(site), Ordering::Relaxed);
         line.since[i].store(now, Ordering::Relaxed);
@@ -398,8 +415,9 @@ impl LockDiag {
             return nothing;
         };
         let line = &record.excl;
+        let tagged = self.record.load(Ordering::Relaxed);
+        let i = tagged.addr() & NEXT_TENURE;
         let ended = line.ended.load(Ordering::Relaxed);
-        let i = (ended % 2) as usize;
         let state = line.held_ms[i].load(Ordering::Relaxed);
         if state < LASTING {
             // No tenure was recorded (the thread had no record), or this is
@@ -412,6 +430,10 @@ impl LockDiag {
             line.since[i].load(Ordering::Relaxed),
             HOT.now_ms.load(Ordering::Relaxed),
         );
+        // The next tenure goes to the other buffer (the count's parity, once
+        // the count is stored below or by the cold path).
+        self.record
+            .store(tagged.map_addr(|a| a ^ NEXT_TENURE), Ordering::Relaxed);
         if state != HELD || held >= HOT.rare_hold_ms.load(Ordering::Relaxed) {
             return Release {
                 after: record.release_rare(i, ended, state),
