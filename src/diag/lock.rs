@@ -478,15 +478,7 @@ impl LockDiag {
             site,
             clock::now_ms(),
         );
-        if stands_for != 0 {
-            record
-                .stats
-                .shared_acquisitions
-                .fetch_add(u64::from(stands_for), Ordering::Relaxed);
-        }
-        if HOT.order_on.load(Ordering::Relaxed) {
-            super::order::acquired(record, mode, site);
-        }
+        record.after_shared_acquisition(stands_for, mode, site);
     }
 
     /// Before a shared acquisition's compare-exchange: fills in the
@@ -521,15 +513,7 @@ impl LockDiag {
             return self.acquired_shared(kind, mode, site);
         };
         let stands_for = me.publish_first(ptr::from_ref(record).cast_mut(), mode, site);
-        if stands_for != 0 {
-            record
-                .stats
-                .shared_acquisitions
-                .fetch_add(u64::from(stands_for), Ordering::Relaxed);
-        }
-        if HOT.order_on.load(Ordering::Relaxed) {
-            super::order::acquired(record, mode, site);
-        }
+        record.after_shared_acquisition(stands_for, mode, site);
     }
 
     /// The calling thread released a hold in `mode` (shared or upgradable).
@@ -735,6 +719,26 @@ fn after_release() {
 }
 
 impl LockRecord {
+    /// What follows a shared acquisition recorded in a hold slot: its
+    /// sample's count (`stands_for`, 0 when it is not sampled) and the
+    /// lock-order check.
+    #[inline(always)]
+    fn after_shared_acquisition(
+        &self,
+        stands_for: u32,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        if stands_for != 0 {
+            self.stats
+                .shared_acquisitions
+                .fetch_add(u64::from(stands_for), Ordering::Relaxed);
+        }
+        if HOT.order_on.load(Ordering::Relaxed) {
+            super::order::acquired(self, mode, site);
+        }
+    }
+
     /// An exclusive acquisition's rare cases: its tenure `i` is sampled for
     /// the hold-time histogram, or lock order is being checked. Stores the
     /// tenure's state last, as the common path does.
