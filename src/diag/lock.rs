@@ -512,7 +512,7 @@ impl LockDiag {
         let Some(me) = me else {
             return self.acquired_shared(kind, mode, site);
         };
-        let stands_for = me.publish_first(ptr::from_ref(record).cast_mut(), mode, site);
+        let stands_for = me.publish_first(ptr::from_ref(record).cast_mut(), mode);
         record.after_shared_acquisition(stands_for, mode, site);
     }
 

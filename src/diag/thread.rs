@@ -379,45 +379,15 @@ impl ThreadRecord {
         if self.holds[0].load(Ordering::Relaxed) != 0 {
             return false;
         }
-        let slot = &self.slots[0];
-        slot.since_ms
-            .store(super::clock::now_ms(), Ordering::Relaxed);
-        slot.site
-            .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
-        slot.context
-            .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.fill(0, site, super::clock::now_ms());
         true
     }
 
     /// Publishes the hold that [`Self::prepare_first`] filled in, once the
     /// lock is taken; returns what its sample stands for, as [`Self::hold`].
     #[inline(always)]
-    pub(crate) fn publish_first(
-        &self,
-        lock: *mut LockRecord,
-        mode: Mode,
-        site: &'static Location<'static>,
-    ) -> u32 {
-        let left = self.countdown.load(Ordering::Relaxed);
-        if left != 0 {
-            self.countdown.store(left - 1, Ordering::Relaxed);
-            self.holds[0].store(tag(lock, mode), Ordering::Release);
-            return 0;
-        }
-        self.publish_sampled(lock, mode, site)
-    }
-
-    /// [`Self::publish_first`] for a sampled acquisition.
-    #[cold]
-    #[inline(never)]
-    fn publish_sampled(
-        &self,
-        lock: *mut LockRecord,
-        mode: Mode,
-        site: &'static Location<'static>,
-    ) -> u32 {
-        let since = self.slots[0].since_ms.load(Ordering::Relaxed);
-        self.hold_at(0, lock, mode, site, since)
+    pub(crate) fn publish_first(&self, lock: *mut LockRecord, mode: Mode) -> u32 {
+        self.publish(0, lock, mode)
     }
 
     /// Records a shared hold in the free slot `i`.
@@ -430,23 +400,45 @@ impl ThreadRecord {
         site: &'static Location<'static>,
         now: u32,
     ) -> u32 {
+        self.fill(i, site, now);
+        self.publish(i, lock, mode)
+    }
+
+    /// The details of a hold in the free slot `i`, not yet published.
+    #[inline(always)]
+    fn fill(&self, i: usize, site: &'static Location<'static>, now: u32) {
         let slot = &self.slots[i];
         slot.since_ms.store(now, Ordering::Relaxed);
         slot.site
             .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
         slot.context
             .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Publishes the hold filled in slot `i` (its hold word written last,
+    /// with Release); returns what the sample stands for, 0 when the hold is
+    /// not sampled.
+    #[inline(always)]
+    fn publish(&self, i: usize, lock: *mut LockRecord, mode: Mode) -> u32 {
         let left = self.countdown.load(Ordering::Relaxed);
         if left != 0 {
             self.countdown.store(left - 1, Ordering::Relaxed);
             self.holds[i].store(tag(lock, mode), Ordering::Release);
             return 0;
         }
+        self.publish_sampled(i, lock, mode)
+    }
+
+    /// [`Self::publish`] for a sampled hold.
+    #[cold]
+    #[inline(never)]
+    fn publish_sampled(&self, i: usize, lock: *mut LockRecord, mode: Mode) -> u32 {
         let gap = self.next_gap();
         // Counted samples are one in 64; one in `TIMED_GAP / 64` of them is
         // also timed (two precise clock reads, the dearest part of a sample).
         if (self.rng.load(Ordering::Relaxed) >> 16).is_multiple_of(TIMED_GAP / 64) {
-            slot.sampled_at
+            self.slots[i]
+                .sampled_at
                 .store(super::clock::precise_ns(), Ordering::Relaxed);
             self.holds[i].store(tag(lock, mode) | SAMPLED, Ordering::Release);
         } else {
