@@ -51,7 +51,12 @@ fn set_epoch() -> Instant {
 #[inline]
 pub(crate) fn now_ms() -> u32 {
     let now = HOT.now_ms.load(Ordering::Relaxed);
-    if now != 0 { now } else { start() }
+    if now != 0 {
+        now
+    } else {
+        core::hint::cold_path();
+        start()
+    }
 }
 
 /// The coarse time as the ticker last stored it, 0 if it has not started

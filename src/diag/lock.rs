@@ -20,6 +20,7 @@
 //!   wait-time histogram, self-deadlock check; timeouts also list the holders
 //!   and emit a `tracing` event.
 
+use core::hint;
 use core::panic::Location;
 use core::ptr;
 use std::collections::VecDeque;
@@ -313,7 +314,10 @@ impl LockDiag {
     fn record(&self, kind: &'static str, site: &'static Location<'static>) -> &LockRecord {
         match self.get() {
             Some(record) => record,
-            None => self.create(kind, site),
+            None => {
+                hint::cold_path();
+                self.create(kind, site)
+            }
         }
     }
 
@@ -382,9 +386,13 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn acquired_exclusive(&self, kind: &'static str, site: &'static Location<'static>) {
         let record = self.record(kind, site);
-        let Some(me) = thread::current() else { return };
+        let Some(me) = thread::current() else {
+            hint::cold_path();
+            return;
+        };
         let mut now = HOT.now_ms.load(Ordering::Relaxed);
         if now == 0 {
+            hint::cold_path();
             now = clock::now_ms();
         }
         let line = &record.excl;
@@ -396,6 +404,7 @@ impl LockDiag {
         line.since[i].store(now, Ordering::Relaxed);
         line.contexts[i].store(me.context.load(Ordering::Relaxed), Ordering::Relaxed);
         if sampled_tenure(ended) | HOT.order_on.load(Ordering::Relaxed) {
+            hint::cold_path();
             return record.acquired_rare(i, sampled_tenure(ended), site);
         }
         line.held_ms[i].store(HELD, Ordering::Release);
@@ -412,6 +421,7 @@ impl LockDiag {
     pub(crate) fn releasing_exclusive(&self) -> Release {
         let nothing = Release { after: false };
         let Some(record) = self.get() else {
+            hint::cold_path();
             return nothing;
         };
         let line = &record.excl;
@@ -422,6 +432,7 @@ impl LockDiag {
         if state < LASTING {
             // No tenure was recorded (the thread had no record), or this is
             // a misuse the lock word will refuse.
+            hint::cold_path();
             return nothing;
         }
         // The acquisition started the coarse clock; without a ticker,
@@ -435,6 +446,7 @@ impl LockDiag {
         self.record
             .store(tagged.map_addr(|a| a ^ NEXT_TENURE), Ordering::Relaxed);
         if state != HELD || held >= HOT.rare_hold_ms.load(Ordering::Relaxed) {
+            hint::cold_path();
             return Release {
                 after: record.release_rare(i, ended, state),
             };
@@ -450,6 +462,7 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn released_exclusive(&self, release: Release) {
         if release.after {
+            hint::cold_path();
             after_release();
         }
     }
@@ -510,6 +523,7 @@ impl LockDiag {
     ) {
         let Prepared { record, me } = prepared;
         let Some(me) = me else {
+            hint::cold_path();
             return self.acquired_shared(kind, mode, site);
         };
         let stands_for = me.publish_first(ptr::from_ref(record).cast_mut(), mode);
@@ -523,17 +537,23 @@ impl LockDiag {
     /// a sampled hold and a slow one, share one test.
     #[inline(always)]
     pub(crate) fn released_shared(&self, mode: Mode) {
-        let Some(record) = self.get() else { return };
+        let Some(record) = self.get() else {
+            hint::cold_path();
+            return;
+        };
         let lock = ptr::from_ref(record).cast_mut();
         // A thread with no record has recorded no hold: the guard was sent
         // from another thread.
         let Some(me) = thread::existing() else {
+            hint::cold_path();
             return record.release_foreign(lock, mode);
         };
         // Most threads hold one read lock at a time: it is in the first slot.
-        if me.holds[0].load(Ordering::Relaxed) & !thread::SAMPLED == thread::tag(lock, mode) {
-            return record.release_slot(me, 0, mode);
+        let word = me.holds[0].load(Ordering::Relaxed);
+        if word & !thread::SAMPLED == thread::tag(lock, mode) {
+            return record.release_slot(me, 0, word, mode);
         }
+        hint::cold_path();
         record.release_elsewhere(me, lock, mode);
     }
 
@@ -730,11 +750,13 @@ impl LockRecord {
         site: &'static Location<'static>,
     ) {
         if stands_for != 0 {
+            hint::cold_path();
             self.stats
                 .shared_acquisitions
                 .fetch_add(u64::from(stands_for), Ordering::Relaxed);
         }
         if HOT.order_on.load(Ordering::Relaxed) {
+            hint::cold_path();
             super::order::acquired(self, mode, site);
         }
     }
@@ -833,16 +855,17 @@ impl LockRecord {
 
     /// Ends the shared hold in `me`'s slot `i`.
     #[inline(always)]
-    fn release_slot(&self, me: &ThreadRecord, i: usize, mode: Mode) {
+    fn release_slot(&self, me: &ThreadRecord, i: usize, word: usize, mode: Mode) {
         // Only this thread writes its own slots (but for a foreign release,
-        // of a guard this thread no longer has), so load and store suffice.
-        let word = me.holds[i].load(Ordering::Relaxed);
+        // of a guard this thread no longer has), so a store suffices; `word`
+        // is the hold word the caller matched.
         me.holds[i].store(0, Ordering::Release);
         // The acquisition started the coarse clock; a 0 (no ticker) makes
         // `held` huge, and the cold path then reads the time properly.
         let since = me.slots[i].since_ms.load(Ordering::Relaxed);
         let held = clock::raw_elapsed_ms(since, clock::last_ms());
         if word & thread::SAMPLED != 0 || held >= super::slow_hold_ms() {
+            hint::cold_path();
             self.after_shared_hold(me, i, word & thread::SAMPLED != 0, mode);
         }
     }
@@ -853,7 +876,7 @@ impl LockRecord {
     #[inline(never)]
     fn release_elsewhere(&self, me: &ThreadRecord, lock: *mut LockRecord, mode: Mode) {
         match me.find(lock, mode) {
-            Some(i) => self.release_slot(me, i, mode),
+            Some(i) => self.release_slot(me, i, me.holds[i].load(Ordering::Relaxed), mode),
             None => self.release_foreign(lock, mode),
         }
     }

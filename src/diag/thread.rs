@@ -11,6 +11,7 @@
 //! the process, and locks may keep one for their current and last holders.
 
 use core::cell::Cell;
+use core::hint;
 use core::panic::Location;
 use core::ptr;
 use std::sync::Arc;
@@ -181,6 +182,7 @@ pub(crate) fn by_id(id: u32) -> Option<&'static ThreadRecord> {
 pub(crate) fn current() -> Option<&'static ThreadRecord> {
     let record = CURRENT.with(Cell::get);
     if record.is_null() {
+        hint::cold_path();
         return claim();
     }
     unsafe_ref(record)
@@ -377,6 +379,7 @@ impl ThreadRecord {
     #[inline(always)]
     pub(crate) fn prepare_first(&self, site: &'static Location<'static>) -> bool {
         if self.holds[0].load(Ordering::Relaxed) != 0 {
+            hint::cold_path();
             return false;
         }
         self.fill(0, site, super::clock::now_ms());
@@ -426,6 +429,7 @@ impl ThreadRecord {
             self.holds[i].store(tag(lock, mode), Ordering::Release);
             return 0;
         }
+        hint::cold_path();
         self.publish_sampled(i, lock, mode)
     }
 

@@ -138,6 +138,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
+            core::hint::cold_path();
             self.unlock_slow(false);
         }
         self.diag.released_exclusive(release);
@@ -236,6 +237,7 @@ impl RawMutex {
         {
             self.diag.acquired_exclusive(KIND, site);
         } else {
+            core::hint::cold_path();
             // Without a deadline the slow path returns only once it owns the lock.
             let acquired = self.lock_slow(None, site);
             debug_assert!(acquired);

@@ -228,6 +228,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
                 )
                 .is_ok())
         {
+            core::hint::cold_path();
             let acquired = self.lock_read_slow(Mode::Shared, None, Location::caller());
             debug_assert!(acquired);
         } else {
@@ -275,8 +276,13 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         // ends of the count.)
         let common =
             prev & (WRITER_PARKED | UPGRADABLE) == 0 && prev as isize >= ONE_READER as isize;
-        if common || self.unlock_shared_slow(prev) {
+        if common {
             self.diag.released_shared(Mode::Shared);
+        } else {
+            core::hint::cold_path();
+            if self.unlock_shared_slow(prev) {
+                self.diag.released_shared(Mode::Shared);
+            }
         }
     }
 
@@ -288,6 +294,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            core::hint::cold_path();
             let acquired = self.lock_exclusive_slow(None, Location::caller());
             debug_assert!(acquired);
         } else {
@@ -328,6 +335,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             .compare_exchange(WRITER, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
+            core::hint::cold_path();
             self.unlock_exclusive_slow(false);
         }
         self.diag.released_exclusive(release);
