@@ -276,14 +276,13 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
         // ends of the count.)
         let common =
             prev & (WRITER_PARKED | UPGRADABLE) == 0 && prev as isize >= ONE_READER as isize;
-        if common {
-            self.diag.released_shared(Mode::Shared);
-        } else {
+        if !common {
             core::hint::cold_path();
-            if self.unlock_shared_slow(prev) {
-                self.diag.released_shared(Mode::Shared);
+            if !self.unlock_shared_slow(prev) {
+                return;
             }
         }
+        self.diag.released_shared(Mode::Shared);
     }
 
     #[inline(always)]
