@@ -31,6 +31,7 @@ pub mod cache;
 pub mod diag;
 mod once;
 mod raw;
+mod record;
 mod sync;
 
 pub use ::lock_api;

@@ -126,12 +126,12 @@ fn several_read_holds_of_one_thread_end_in_any_order() {
     assert_eq!(holders(&c), 0);
     // More holds than the thread's record has places for are still taken
     // and released; the ones it could list are listed.
-    let many: Vec<RwLock<()>> = (0..12).map(|_| RwLock::new(())).collect();
+    let many: Vec<RwLock<()>> = (0..20).map(|_| RwLock::new(())).collect();
     let guards: Vec<_> = many.iter().map(RwLock::read).collect();
     let listed = many.iter().filter(|l| holders(l) == 1).count();
     assert_eq!(
-        listed, 8,
-        "a thread lists at most 8 shared holds (README, Limits)"
+        listed, 16,
+        "a thread lists at most 16 holds (README, Limits)"
     );
     drop(guards);
     assert!(many.iter().all(|l| holders(l) == 0 && !l.is_locked()));
@@ -165,7 +165,7 @@ fn waiters_show_mode_site_and_age() {
 }
 
 #[test]
-fn counts_are_exact_for_exclusive_and_close_for_shared() {
+fn class_counts_are_sampled_estimates_close_to_the_truth() {
     let lock = Arc::new(RwLock::new(0u64));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -180,10 +180,18 @@ fn counts_are_exact_for_exclusive_and_close_for_shared() {
     for t in threads {
         t.join().unwrap();
     }
+    // The lock is the only one of its class (its first site). Counts are
+    // sampled per thread, one acquisition in 64 on average, each sample
+    // counting for its gap: a thread is off by under 128 at each end of its
+    // run (its first sample may count the end of a gap that a previous user
+    // of its thread record began).
     let stats = snapshot(&*lock).stats;
-    assert_eq!(stats.exclusive_acquisitions, 4000);
-    // One exclusive tenure in 256 of each lock is timed, picked by a hash of
-    // the lock's tenure count that spreads them evenly: about 15.6 of 4000.
+    let exclusive = stats.exclusive_acquisitions;
+    assert!(
+        (4000 - 4 * 128..=4000 + 4 * 128).contains(&exclusive),
+        "{exclusive}"
+    );
+    // One sample in 4 is timed: about 15.6 of 4000.
     let timed = stats.hold.count();
     assert!((5..=32).contains(&timed), "{timed} timed exclusive holds");
     let threads: Vec<_> = (0..4)
@@ -200,10 +208,7 @@ fn counts_are_exact_for_exclusive_and_close_for_shared() {
         t.join().unwrap();
     }
     let stats = snapshot(&*lock).stats;
-    assert_eq!(stats.exclusive_acquisitions, 4000);
-    // Sampled: a thread that reads only this lock is off by under 128 at
-    // each end of its run (its first sample may count the end of a gap that
-    // a previous user of its thread record began).
+    assert_eq!(stats.exclusive_acquisitions, exclusive);
     assert!(
         (40_000 - 4 * 128..=40_000 + 4 * 128).contains(&stats.shared_acquisitions),
         "{}",
@@ -327,7 +332,7 @@ fn upgradable_misuse_is_reported() {
 }
 
 #[test]
-fn the_registry_grows_and_shrinks() {
+fn held_locks_are_listed_and_released_ones_are_not() {
     let labelled = |n| format!("registry-test-{n}");
     let count = || {
         diag::locks()
@@ -339,9 +344,16 @@ fn the_registry_grows_and_shrinks() {
     let locks: Vec<Mutex<u32>> = (0..10).map(Mutex::new).collect();
     for (i, l) in locks.iter().enumerate() {
         l.set_label(&labelled(i));
-        drop(l.lock());
     }
+    // Listed while held (a lock has no record of its own to list it by).
+    let guards: Vec<_> = locks.iter().map(|l| l.lock()).collect();
     assert_eq!(count(), 10);
+    drop(guards);
+    assert_eq!(count(), 0);
+    // Labelled, used, released: each still snapshots through itself.
+    for (i, l) in locks.iter().enumerate() {
+        assert_eq!(l.snapshot().unwrap().name, labelled(i));
+    }
     drop(locks);
     assert_eq!(count(), 0);
 }
@@ -489,17 +501,19 @@ fn slow_holds_and_timeouts_emit_tracing_events() {
 }
 
 #[test]
-fn cache_shard_locks_are_labelled_in_the_registry() {
+fn cache_shard_locks_are_labelled_classes_in_the_profile() {
     let cache: lockscope::cache::TwoTierCache<u64, u64> = lockscope::cache::TwoTierCache::builder()
         .capacity(1024)
         .shards(4)
         .build()
         .unwrap();
-    for k in 0..100 {
+    for k in 0..5000 {
         cache.insert(k, k);
         let _ = cache.get(&k);
     }
-    let shards: Vec<_> = diag::locks()
+    // Each shard's lock is a class of its own label in the profile.
+    let shards: Vec<_> = diag::profile()
+        .locks
         .into_iter()
         .filter(|l| l.name.starts_with("lockscope::cache shard ") && l.name.ends_with("/4"))
         .collect();
@@ -508,6 +522,6 @@ fn cache_shard_locks_are_labelled_in_the_registry() {
         "{:?}",
         shards.iter().map(|l| &l.name).collect::<Vec<_>>()
     );
-    assert!(shards.iter().any(|l| l.stats.exclusive_acquisitions > 0));
+    assert!(shards.iter().any(|l| l.acquisitions > 0));
     drop(cache);
 }

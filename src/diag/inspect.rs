@@ -36,49 +36,68 @@ pub trait Inspect {
 
 /// A raw lock with diagnostics.
 pub(crate) trait RawDiag {
-    fn diag(&self) -> &super::LockDiag;
-    fn kind(&self) -> &'static str;
+    fn diag(&self) -> &crate::record::LockDiag;
+    fn kind(&self) -> crate::record::Kind;
     fn word_string(&self) -> String;
+    /// Whether the word says a thread holds the lock exclusively.
+    fn exclusive(&self) -> bool;
 }
 
 impl RawDiag for RawMutex {
-    fn diag(&self) -> &super::LockDiag {
+    fn diag(&self) -> &crate::record::LockDiag {
         &self.diag
     }
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> crate::record::Kind {
         crate::raw::mutex::KIND
     }
     fn word_string(&self) -> String {
         self.word().to_string()
     }
+    fn exclusive(&self) -> bool {
+        self.word().locked
+    }
 }
 
 impl RawDiag for RawFairMutex {
-    fn diag(&self) -> &super::LockDiag {
+    fn diag(&self) -> &crate::record::LockDiag {
         &self.inner().diag
     }
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> crate::record::Kind {
         crate::raw::mutex::KIND
     }
     fn word_string(&self) -> String {
         self.inner().word().to_string()
     }
+    fn exclusive(&self) -> bool {
+        self.inner().word().locked
+    }
 }
 
 impl<const RECURSIVE: bool> RawDiag for RawRwLock<RECURSIVE> {
-    fn diag(&self) -> &super::LockDiag {
+    fn diag(&self) -> &crate::record::LockDiag {
         &self.diag
     }
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> crate::record::Kind {
         Self::KIND
     }
     fn word_string(&self) -> String {
         self.word().to_string()
     }
+    fn exclusive(&self) -> bool {
+        self.word().write_locked()
+    }
 }
 
 fn snapshot_of<R: RawDiag>(raw: &R) -> Option<Snapshot> {
-    raw.diag().snapshot(raw.word_string())
+    #[cfg(lockscope_diag)]
+    {
+        super::view::snapshot(raw.diag(), raw.kind(), raw.word_string(), raw.exclusive())
+    }
+    #[cfg(not(lockscope_diag))]
+    {
+        let _ = raw;
+        None
+    }
 }
 
 #[track_caller]

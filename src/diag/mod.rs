@@ -23,59 +23,45 @@
 //! }
 //! ```
 //!
-//! What is exact and what is sampled:
-//! - exact: exclusive acquisitions, contended acquisitions (those that had to
-//!   park), timeouts, the current and last exclusive holder, shared holders
-//!   (up to 8 per thread), waiters, the wait-time histogram;
-//! - sampled: shared acquisitions (one in 64 per thread on average, each
-//!   sample counting for the thread's shared acquisitions since its
-//!   previous sample, whichever locks they were on: an estimate, unbiased
-//!   over many samples; a thread that reads only one lock puts it within
-//!   127 of the truth at each end of its run); the hold-time
-//!   histogram (shared: one acquisition in 256 per thread on average,
-//!   random gaps; exclusive: one tenure in 256 of each lock on average,
-//!   spread by a multiplicative hash of the lock's count of tenures, the
-//!   first tenure always);
+//! Where it is kept, and what is exact and what is sampled:
+//! - in the lock itself (24 bytes beside its word): the exclusive holder's
+//!   thread id, and the last exclusive holder's call site, hold time and
+//!   release time; the lock's class;
+//! - in the holding thread's own record: the call site, start and context
+//!   of every hold (exclusive, shared, upgradable; up to 16 per thread), and
+//!   what the thread waits for;
+//! - per lock class (the label, else the kind and the site of the first
+//!   acquisition, as Linux's `lock_stat`), exact: contended acquisitions
+//!   (those that had to park), timeouts, the wait-time histogram and the
+//!   waits per call site; sampled: acquisition counts (one acquisition in 64
+//!   per thread on average, random gaps, each sample counting for the
+//!   thread's acquisitions since its previous sample: an unbiased
+//!   estimate), and the hold-time histogram (one sample in 4 is timed);
 //! - coarse (1 ms ticks): holder and waiter ages, last hold duration, the
 //!   slow-hold threshold.
+//!
+//! A lock allocates nothing: a program with a million locks has as many
+//! classes as it has labels and first-acquisition sites.
 
 use core::fmt;
 use core::panic::Location;
 use std::sync::Arc;
-#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+#[cfg(not(lockscope_diag))]
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod clock;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod histogram;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod hot;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod lock;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod registry;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod thread;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-pub(crate) use lock::{LockDiag, Wait};
-
-#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
-mod off;
-#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
-pub(crate) use off::{LockDiag, Wait};
-
 mod inspect;
 pub use inspect::Inspect;
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+#[cfg(lockscope_diag)]
 mod scan;
 #[cfg(feature = "serde")]
 mod ser;
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-mod sites;
+#[cfg(lockscope_diag)]
+mod view;
+#[cfg(lockscope_diag)]
+pub(crate) use view::{holders_of, thread_info};
 mod stall;
 pub use stall::{CycleStep, Diagnosis, LockReport, StallReport};
 
@@ -86,10 +72,7 @@ pub use profile::{Profile, profile};
 
 /// Whether this build records diagnostics.
 pub const fn enabled() -> bool {
-    cfg!(all(
-        feature = "diagnostics",
-        not(any(loom, feature = "shuttle"))
-    ))
+    cfg!(lockscope_diag)
 }
 
 /// What a hold or a wait is for.
@@ -107,7 +90,7 @@ pub enum Mode {
 
 impl Mode {
     #[cfg_attr(
-        not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))),
+        not(lockscope_diag),
         allow(dead_code)
     )]
     pub(crate) const fn code(self) -> u8 {
@@ -119,7 +102,7 @@ impl Mode {
     }
 
     #[cfg_attr(
-        not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))),
+        not(lockscope_diag),
         allow(dead_code)
     )]
     pub(crate) const fn from_code(code: u8) -> Mode {
@@ -279,12 +262,12 @@ impl DurationHistogram {
     }
 }
 
-/// Counts and distributions of one lock.
+/// Counts and distributions of one lock class (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct LockStats {
-    /// Exclusive acquisitions (exact; upgrades count).
+    /// Exclusive acquisitions, upgrades included (sampled estimate).
     pub exclusive_acquisitions: u64,
-    /// Shared and upgradable acquisitions (sampled estimate, see the module docs).
+    /// Shared and upgradable acquisitions (sampled estimate).
     pub shared_acquisitions: u64,
     /// Acquisitions that had to park.
     pub contended: u64,
@@ -315,9 +298,10 @@ pub struct Snapshot {
     pub waiters: Vec<Waiter>,
     /// The last exclusive holder, once released.
     pub last_holder: Option<LastHolder>,
-    /// Counters and histograms.
+    /// Counters and histograms of the lock's class.
     pub stats: LockStats,
-    /// The most recent timed acquisitions that gave up (up to 8).
+    /// The most recent timed acquisitions of this lock that gave up (of the
+    /// 8 latest of its class).
     pub recent_timeouts: Vec<TimeoutRecord>,
 }
 
@@ -358,18 +342,18 @@ impl fmt::Display for Snapshot {
     }
 }
 
-/// Snapshots of every live lock that has been acquired at least once.
-///
-/// Takes the registry's own mutex (never taken by an acquisition or a
-/// release). Empty when diagnostics are off.
+/// Snapshots of the locks that are held or waited for now, found through
+/// the threads' records (a lock keeps no record of its own, so a lock that
+/// nobody holds or waits for is not listed: inspect it through
+/// [`Inspect::snapshot`]). Their statistics are their classes'. The lock
+/// words are not read (`word` is `None`): a lock found this way may be
+/// dropped at any moment. Empty when diagnostics are off.
 pub fn locks() -> Vec<Snapshot> {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
-        let mut all = Vec::new();
-        registry::for_each(|record| all.push(record.snapshot()));
-        all
+        view::live_locks()
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     Vec::new()
 }
 
@@ -397,11 +381,12 @@ pub fn with_context<R>(context: u64, f: impl FnOnce() -> R) -> R {
 
 /// Sets this thread's context value (0: none) and returns the previous one.
 pub fn set_context(context: u64) -> u64 {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
-        thread::current().map_or(0, |me| me.context.swap(context, Ordering::Relaxed))
+        crate::record::thread::current()
+            .map_or(0, |me| me.context.swap(context, Ordering::Relaxed))
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     {
         thread_local!(static CONTEXT: core::cell::Cell<u64> = const { core::cell::Cell::new(0) });
         CONTEXT.with(|c| c.replace(context))
@@ -415,7 +400,7 @@ pub fn context() -> u64 {
     previous
 }
 
-#[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+#[cfg(not(lockscope_diag))]
 static SLOW_HOLD_MS: AtomicU32 = AtomicU32::new(100);
 
 /// Sets the hold time above which a release emits a `tracing` warning
@@ -425,9 +410,9 @@ pub fn set_slow_hold_threshold(threshold: Duration) {
     let ms = u32::try_from(threshold.as_millis())
         .unwrap_or(u32::MAX)
         .max(1);
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-    hot::set_slow_hold_ms(ms, lock::LONGEST_HOLD);
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(lockscope_diag)]
+    crate::record::hot::set_slow_hold_ms(ms, crate::record::lock::LONGEST_FAST_HOLD);
+    #[cfg(not(lockscope_diag))]
     SLOW_HOLD_MS.store(ms, Ordering::Relaxed);
 }
 
@@ -438,18 +423,10 @@ pub fn slow_hold_threshold() -> Duration {
 
 #[inline]
 pub(crate) fn slow_hold_ms() -> u32 {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-    let threshold = &hot::HOT.slow_hold_ms;
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(lockscope_diag)]
+    let threshold = &crate::record::hot::HOT.slow_hold_ms;
+    #[cfg(not(lockscope_diag))]
     let threshold = &SLOW_HOLD_MS;
     threshold.load(Ordering::Relaxed)
 }
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-fn thread_info(record: &thread::ThreadRecord) -> ThreadInfo {
-    ThreadInfo {
-        id: record.id,
-        name: record.name(),
-        alive: record.alive(),
-    }
-}

@@ -41,7 +41,7 @@
 //! acquisition. Enabled, every acquisition also takes a global mutex that
 //! guards the order graph, and looks at the thread's list of held locks: a
 //! debugging and testing tool, not for production hot paths. Only holds that
-//! diagnostics record are seen (at most 8 shared holds per thread). With
+//! diagnostics record are seen (at most 16 holds per thread). With
 //! diagnostics off, [`enable`] does nothing.
 
 use core::fmt;
@@ -116,75 +116,75 @@ impl fmt::Display for OrderViolation {
 /// default). Symbolizing takes milliseconds: fine for a report, which is
 /// made once per pair of classes.
 pub fn set_backtraces(on: bool) {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     on::BACKTRACES.store(on, std::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     let _ = on;
 }
 
 /// Starts checking lock order (see the module docs for the cost). Orders
 /// seen before are kept.
 pub fn enable() {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     on::enable();
 }
 
 /// Stops checking; what was learned is kept for a later [`enable`].
 pub fn disable() {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
-    super::hot::HOT
+    #[cfg(lockscope_diag)]
+    crate::record::hot::HOT
         .order_on
         .store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether lock order is being checked.
 pub fn is_enabled() -> bool {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
-        super::hot::HOT
+        crate::record::hot::HOT
             .order_on
             .load(std::sync::atomic::Ordering::Relaxed)
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     false
 }
 
 /// Sets (or with `None` removes) the callback called with each inversion.
 pub fn set_callback(callback: Option<Callback>) {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
         // blocking-ok: configuration, on no lock path.
         *on::CALLBACK.lock().unwrap_or_else(|e| e.into_inner()) = callback;
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     drop(callback);
 }
 
 /// Every inversion reported so far (each pair of classes once).
 pub fn violations() -> Vec<OrderViolation> {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
         // blocking-ok: reading the list, on no lock path.
         let list = on::VIOLATIONS.lock();
         list.unwrap_or_else(|e| e.into_inner()).clone()
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     Vec::new()
 }
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+#[cfg(lockscope_diag)]
 pub(crate) use on::{acquired, retired};
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+#[cfg(lockscope_diag)]
 mod on {
     use core::cell::RefCell;
-    use core::ptr;
     use std::collections::{HashMap, HashSet};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use super::super::lock::LockRecord;
-    use super::super::{Mode, ThreadInfo, thread};
+    use super::super::{Mode, ThreadInfo};
+    use crate::record::lock::ident_name;
+    use crate::record::{Kind, thread};
     use super::{Callback, OrderViolation, Site};
 
     /// Checking was ever on: dropping locks must then leave the graph.
@@ -212,12 +212,9 @@ mod on {
 
     /// A lock the thread took while checking was on.
     struct Held {
-        record: *const LockRecord,
+        lock: usize,
         mode: Mode,
         site: Site,
-        /// For an exclusive hold: the lock's count of ended exclusive
-        /// tenures when it began (constant while it lasts).
-        acquisition: u64,
     }
 
     thread_local! {
@@ -227,67 +224,47 @@ mod on {
     pub(super) fn enable() {
         EVER.store(true, Ordering::Relaxed);
         // Read (relaxed) by every acquisition.
-        super::super::hot::HOT
+        crate::record::hot::HOT
             .order_on
             .store(true, Ordering::Relaxed);
     }
 
-    /// Whether `held` is still held by this thread. Needs the graph mutex:
-    /// a record in `classes` is not freed while it is held.
+    /// Whether `held` is still held by this thread: its lock is live (a
+    /// dropped lock leaves `classes` first) and the thread's record still
+    /// lists the hold.
     fn still_held(graph: &Graph, held: &Held, me: &thread::ThreadRecord) -> bool {
-        if !graph.classes.contains_key(&held.record.addr()) {
-            return false;
-        }
-        // SAFETY: the record is listed in `classes`, so its lock has not
-        // been dropped (`retired` unlists it first, under the same mutex
-        // that the caller holds), and records are freed only after that.
-        let record = unsafe { &*held.record };
-        match held.mode {
-            Mode::Exclusive => {
-                record.excl.ended.load(Ordering::Acquire) == held.acquisition
-                    && record
-                        .excl
-                        .current()
-                        .is_some_and(|t| t.thread_id() == me.id)
-            }
-            mode => me.find(held.record.cast_mut(), mode).is_some(),
-        }
+        graph.classes.contains_key(&held.lock) && me.find(held.lock, held.mode).is_some()
     }
 
     /// The calling thread has just acquired `record`'s lock in `mode`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn acquired(record: &LockRecord, mode: Mode, site: Site) {
+    pub(crate) fn acquired(addr: usize, ident: usize, kind: Kind, mode: Mode, site: Site) {
         let Some(me) = thread::current() else { return };
-        let acquisition = match mode {
-            Mode::Exclusive => record.excl.ended.load(Ordering::Relaxed),
-            _ => 0,
-        };
         let mut found = Vec::new();
         {
             // The graph is behind this mutex: the documented cost of enabling.
             // blocking-ok: opt-in lock-order checking only.
             let mut graph = GRAPH.lock().unwrap_or_else(|e| e.into_inner());
             let graph = graph.get_or_insert_with(Graph::default);
-            let addr = ptr::from_ref(record).addr();
             let class = Arc::clone(
                 graph
                     .classes
                     .entry(addr)
-                    .or_insert_with(|| Arc::from(record.name())),
+                    .or_insert_with(|| Arc::from(ident_name(ident, kind))),
             );
             let _ = HELD.try_with(|list| {
                 let mut list = list.borrow_mut();
                 list.retain(|h| still_held(graph, h, me));
                 for held in list.iter() {
-                    let held_class = Arc::clone(&graph.classes[&held.record.addr()]);
+                    let held_class = Arc::clone(&graph.classes[&held.lock]);
                     if held_class == class {
                         continue;
                     }
                     let forward = (Arc::clone(&held_class), Arc::clone(&class));
                     let backward = (Arc::clone(&class), Arc::clone(&held_class));
                     graph.edges.entry(forward).or_insert_with(|| Edge {
-                        thread: Some(super::super::thread_info(me)),
+                        thread: Some(crate::diag::thread_info(me)),
                         held_site: held.site,
                         acquiring_site: site,
                     });
@@ -297,7 +274,7 @@ mod on {
                         let [x, y] = pair;
                         if graph.reported.insert((x, y)) {
                             found.push(OrderViolation {
-                                thread: Some(super::super::thread_info(me)),
+                                thread: Some(crate::diag::thread_info(me)),
                                 held: held_class.to_string(),
                                 held_site: held.site,
                                 acquiring: class.to_string(),
@@ -311,10 +288,9 @@ mod on {
                     }
                 }
                 list.push(Held {
-                    record: ptr::from_ref(record),
+                    lock: addr,
                     mode,
                     site,
-                    acquisition,
                 });
             });
         }
@@ -341,9 +317,9 @@ mod on {
 
     /// A lock is being dropped: forget its record (if checking ever ran).
     #[inline]
-    pub(crate) fn retired(record: *mut LockRecord) {
+    pub(crate) fn retired(addr: usize) {
         if EVER.load(Ordering::Relaxed) {
-            unlist(record.addr());
+            unlist(addr);
         }
     }
 

@@ -93,16 +93,15 @@ pub struct Profile {
 /// total wait time. Empty with diagnostics off. Takes the registry's mutex
 /// (never taken on a lock path).
 pub fn profile() -> Profile {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
         let mut locks = Vec::new();
-        super::registry::for_each(|record| {
-            let snapshot = record.snapshot();
-            let s = snapshot.stats;
+        for class in crate::record::class::all() {
+            let s = super::view::class_stats(Some(class));
             locks.push(LockProfile {
-                name: snapshot.name,
-                label: snapshot.label,
-                kind: snapshot.kind,
+                name: class.name(),
+                label: class.label.map(Arc::from),
+                kind: class.kind.name(),
                 acquisitions: s.exclusive_acquisitions + s.shared_acquisitions,
                 exclusive: s.exclusive_acquisitions,
                 contended: s.contended,
@@ -112,11 +111,11 @@ pub fn profile() -> Profile {
                 wait_max: s.wait.max,
                 hold_avg: s.hold.mean(),
                 hold_max: s.hold.max,
-                top_sites: record.stats.sites.snapshot(),
+                top_sites: class.sites.snapshot(),
                 wait: s.wait,
                 hold: s.hold,
             });
-        });
+        }
         locks.sort_by(|a, b| {
             b.wait_total
                 .cmp(&a.wait_total)
@@ -125,7 +124,7 @@ pub fn profile() -> Profile {
         });
         Profile { locks }
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     Profile::default()
 }
 

@@ -6,15 +6,15 @@
 //! since a lock may have moved. Runs on the watchdog's thread (or a caller
 //! of `watchdog::check`), on no lock path.
 
-use core::ptr;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::clock::{self, elapsed_ms};
-use super::lock::LockRecord;
 use super::stall::{CycleStep, Diagnosis, LockReport};
-use super::{Holder, Mode, Waiter, registry, thread};
+use super::view::{all_holds, all_waits};
+use super::{Holder, Mode, Waiter};
+use crate::record::Kind;
+use crate::record::lock as lockrec;
 
 /// A condition found by a scan, with a key that stays the same for as long
 /// as the condition lasts (so that it is confirmed, and reported, once).
@@ -38,13 +38,9 @@ struct Seen {
     word_held: bool,
 }
 
-fn ms(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
 /// The lock word a waiter saw, decoded, and whether it says "held".
-fn decode(kind: &'static str, raw: usize) -> (String, bool) {
-    if kind == crate::raw::mutex::KIND {
+fn decode(kind: Kind, raw: usize) -> (String, bool) {
+    if kind == Kind::Mutex {
         let word = crate::RawMutex::decode(raw as u8);
         (word.to_string(), word.locked || !word.is_valid())
     } else {
@@ -54,44 +50,67 @@ fn decode(kind: &'static str, raw: usize) -> (String, bool) {
     }
 }
 
-fn seen(record: &LockRecord) -> Seen {
-    let snapshot = record.snapshot();
-    let mut holders = snapshot.holders;
-    // A leaked exclusive guard outlives its thread, whose record may since
-    // have been claimed by a new thread: that one does not hold the lock.
-    if let Some(tenure) = record.excl.current()
-        && let Some(owner) = tenure.thread()
-        && !owner.alive_since(tenure.since())
-    {
-        for holder in holders
-            .iter_mut()
-            .filter(|h| h.mode == Mode::Exclusive && h.thread.id == owner.id)
-        {
-            // The name is that of the record's new owner, not the holder's.
-            holder.thread.alive = false;
-            holder.thread.name = None;
-        }
+/// Every lock that a thread holds or waits for, from the threads' records
+/// alone (a lock is never read: it may be dropped at any moment).
+fn seen_locks() -> Vec<Seen> {
+    struct Found {
+        ident: usize,
+        kind: Kind,
+        word: Option<usize>,
+        holders: Vec<Holder>,
+        waiters: Vec<Waiter>,
     }
-    let (word, word_held) = if snapshot.waiters.is_empty() {
-        (None, false)
-    } else {
-        let (word, held) = decode(record.kind, record.parked_word.load(Ordering::Relaxed));
-        (Some(word), held)
+    let new = |ident, kind| Found {
+        ident,
+        kind,
+        word: None,
+        holders: Vec::new(),
+        waiters: Vec::new(),
     };
-    Seen {
-        addr: ptr::from_ref(record).addr(),
-        report: LockReport {
-            name: snapshot.name,
-            label: snapshot.label,
-            kind: snapshot.kind,
-            first_site: snapshot.first_site,
-            word,
-            holders,
-            waiters: snapshot.waiters,
-            last_holder: snapshot.last_holder,
-        },
-        word_held,
-    }
+    let mut found: BTreeMap<usize, Found> = BTreeMap::new();
+    all_holds(|h| {
+        found
+            .entry(h.lock)
+            .or_insert_with(|| new(h.ident, h.kind))
+            .holders
+            .push(h.holder);
+    });
+    all_waits(|w| {
+        let f = found
+            .entry(w.lock)
+            .or_insert_with(|| new(w.ident, w.kind));
+        f.waiters.push(w.waiter);
+        f.word = Some(w.word);
+    });
+    found
+        .into_iter()
+        .map(|(addr, f)| {
+            let (label, first_site) = lockrec::ident_parts(f.ident);
+            let (word, word_held) = match f.word {
+                Some(raw) => {
+                    let (word, held) = decode(f.kind, raw);
+                    (Some(word), held)
+                }
+                None => (None, false),
+            };
+            let mut holders = f.holders;
+            holders.sort_by_key(|h| h.mode != Mode::Exclusive);
+            Seen {
+                addr,
+                report: LockReport {
+                    name: lockrec::ident_name(f.ident, f.kind),
+                    label: label.map(Arc::from),
+                    kind: f.kind.name(),
+                    first_site: first_site.unwrap_or_else(|| core::panic::Location::caller()),
+                    word,
+                    holders,
+                    waiters: f.waiters,
+                    last_holder: None,
+                },
+                word_held,
+            }
+        })
+        .collect()
 }
 
 /// A waits-for edge: `waiter` waits for lock `lock`, which `holder` holds.
@@ -103,36 +122,7 @@ struct Edge<'a> {
 
 /// Scans every thread and lock record.
 pub(crate) fn scan(wait_threshold: Duration, hold_threshold: Duration) -> Scan {
-    let hold_ms = ms(hold_threshold);
-    let now = clock::now_ms();
-    // Locks that threads wait for or have held shared for too long: the only
-    // ones worth a closer look.
-    let mut watched = HashSet::new();
-    for t in thread::all() {
-        let lock = t.wait.lock.load(Ordering::Acquire);
-        if !lock.is_null() {
-            watched.insert(lock.addr());
-        }
-        for (i, hold) in t.holds.iter().enumerate() {
-            let word = hold.load(Ordering::Acquire);
-            if word != 0 && elapsed_ms(t.slots[i].since_ms.load(Ordering::Relaxed), now) >= hold_ms
-            {
-                watched.insert(thread::untag(word).0);
-            }
-        }
-    }
-    let mut locks = Vec::new();
-    registry::for_each(|record| {
-        let addr = ptr::from_ref(record).addr();
-        let long_exclusive = record
-            .excl
-            .current()
-            .is_some_and(|t| elapsed_ms(t.since(), now) >= hold_ms);
-        if long_exclusive || watched.contains(&addr) {
-            locks.push(seen(record));
-        }
-    });
-
+    let locks = seen_locks();
     let mut findings = Vec::new();
     let mut explained: HashSet<u32> = HashSet::new();
 

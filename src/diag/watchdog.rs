@@ -135,7 +135,7 @@ impl WatchdogConfig {
 /// The running watchdog: dropping it stops the thread and joins it.
 #[must_use = "dropping the handle stops the watchdog"]
 pub struct WatchdogHandle {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     running: Option<on::Running>,
 }
 
@@ -155,21 +155,21 @@ impl WatchdogHandle {
     /// assert_eq!(handle.is_running(), lockscope::diag::enabled());
     /// ```
     pub fn is_running(&self) -> bool {
-        #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+        #[cfg(lockscope_diag)]
         {
             self.running.is_some()
         }
-        #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+        #[cfg(not(lockscope_diag))]
         false
     }
 
     /// How many reports the watchdog has made so far.
     pub fn reports(&self) -> u64 {
-        #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+        #[cfg(lockscope_diag)]
         {
             self.running.as_ref().map_or(0, on::Running::reports)
         }
-        #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+        #[cfg(not(lockscope_diag))]
         0
     }
 }
@@ -179,13 +179,13 @@ impl WatchdogHandle {
 /// With diagnostics off, starts nothing: the handle reports nothing. If the
 /// thread cannot be spawned, the handle is likewise inert.
 pub fn spawn(config: WatchdogConfig) -> WatchdogHandle {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
         WatchdogHandle {
             running: on::spawn(config),
         }
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     {
         let _ = config;
         WatchdogHandle {}
@@ -202,20 +202,20 @@ pub fn spawn(config: WatchdogConfig) -> WatchdogHandle {
 /// assert!(check(&WatchdogConfig::default()).is_none());
 /// ```
 pub fn check(config: &WatchdogConfig) -> Option<StallReport> {
-    #[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+    #[cfg(lockscope_diag)]
     {
         let scan = super::scan::scan(config.wait_threshold, config.hold_threshold);
         let keys: Vec<&str> = scan.findings.iter().map(|f| f.key.as_str()).collect();
         on::report(&scan, &keys)
     }
-    #[cfg(not(all(feature = "diagnostics", not(any(loom, feature = "shuttle")))))]
+    #[cfg(not(lockscope_diag))]
     {
         let _ = config;
         None
     }
 }
 
-#[cfg(all(feature = "diagnostics", not(any(loom, feature = "shuttle"))))]
+#[cfg(lockscope_diag)]
 mod on {
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -59,14 +59,6 @@ pub(crate) fn now_ms() -> u32 {
     }
 }
 
-/// The coarse time as the ticker last stored it, 0 if it has not started
-/// or cannot run: for a release, whose acquisition started the ticker
-/// already. A caller must take 0 for "unknown".
-#[inline]
-pub(crate) fn last_ms() -> u32 {
-    HOT.now_ms.load(Ordering::Relaxed)
-}
-
 #[cold]
 #[inline(never)]
 fn start() -> u32 {
@@ -88,7 +80,7 @@ fn start() -> u32 {
             // forbids spawning): every reading is a precise one from now on,
             // and every exclusive release takes the path that makes one.
             HOT.now_ms.store(0, Ordering::Relaxed);
-            super::hot::set_no_ticker(super::lock::LONGEST_HOLD);
+            super::hot::set_no_ticker(super::lock::LONGEST_FAST_HOLD);
         }
     }
     match HOT.now_ms.load(Ordering::Relaxed) {

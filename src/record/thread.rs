@@ -1,14 +1,20 @@
-//! Per-thread records: what each thread holds in shared mode, what it waits
-//! for, and its context, written only by the thread itself.
+//! Per-thread records: every lock a thread holds (exclusive, shared or
+//! upgradable), what it waits for, and its context, written only by the
+//! thread itself.
 //!
-//! Readers of one lock must not all write one shared line (the first
-//! incident of the design notes), so a shared acquisition is recorded in the
-//! acquiring thread's own record, on lines no other thread writes. Snapshots
-//! and the registry read these records from other threads.
+//! A hold is recorded in the acquiring thread's own record, on lines no
+//! other thread writes (the first incident of the design notes: readers of
+//! one lock must not all write one shared line), and keyed by the lock's
+//! address. Only the exclusive holder's id and the last holder go into the
+//! lock itself. Snapshots and the watchdog read these records from other
+//! threads: they name a lock by the static identity recorded in the slot
+//! (its class or first site), never by reading the lock, which may have
+//! been dropped since.
 //!
 //! Records are never freed: a thread that exits hands its record back and a
-//! new thread reuses it. So a pointer to a record stays valid for the life of
-//! the process, and locks may keep one for their current and last holders.
+//! new thread reuses it (not while it still lists a hold: a leaked guard of
+//! an exited thread stays visible). So a pointer to a record stays valid for
+//! the life of the process.
 
 use core::cell::Cell;
 use core::hint;
@@ -20,68 +26,75 @@ use std::sync::atomic::{
 };
 
 use super::Mode;
-use super::lock::LockRecord;
 
-/// Shared holds a thread can have recorded at once; more are counted in
+/// Holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
-pub(crate) const HOLD_SLOTS: usize = 8;
-/// Shared acquisitions per timed one (for the hold-time histogram), on
-/// average: a timed hold reads the precise clock twice, which costs as much
-/// as ten uncontended acquisitions on these machines. (Exclusive tenures
-/// are sampled at the same rate, per lock: `lock::SAMPLED_TENURES`.)
-pub(crate) const TIMED_GAP: u32 = 256;
-/// Bytes of a thread's name that reports show.
-const NAME_BYTES: usize = 48;
+pub(crate) const HOLD_SLOTS: usize = 16;
+/// Acquisitions per sampled one, on average (random gaps in
+/// `1..=2 * SAMPLE_GAP - 1`): a sample counts for the acquisitions of its gap
+/// in its lock's class.
+pub(crate) const SAMPLE_GAP: u32 = 64;
+/// Samples per timed one (for the hold-time histogram): a timed hold reads
+/// the precise clock twice.
+pub(crate) const TIMED_PER_SAMPLE: u32 = 4;
+/// Exclusive releases with a context that a thread remembers.
+pub(crate) const RELEASED: usize = 4;
+/// Bytes of a thread's name that reports show; longer names are cut there
+/// (at a character boundary).
+pub(crate) const NAME_BYTES: usize = 48;
 
-/// The hold word of a slot: the lock record's address (aligned to 64) with
-/// the mode's code in the low bits, so that finding a hold is one compare.
-#[inline]
-pub(crate) fn tag(lock: *mut LockRecord, mode: Mode) -> usize {
-    lock.addr() | usize::from(mode.code())
+/// The hold word of a slot: the lock's address (its diagnostics field,
+/// aligned to 8) with the mode's code in the low bits, so that finding a
+/// hold is one compare.
+#[inline(always)]
+pub(crate) fn tag(lock: usize, mode: Mode) -> usize {
+    lock | usize::from(mode.code())
 }
 
 /// Hold-word bit: this hold is sampled for the hold-time histogram, and its
 /// slot's `sampled_at` is set.
 pub(crate) const SAMPLED: usize = 4;
 
-/// The lock record address and mode of a non-zero hold word.
+/// The lock address and mode of a non-zero hold word.
 #[inline]
 pub(crate) fn untag(word: usize) -> (usize, Mode) {
-    (word & !63, Mode::from_code((word & 3) as u8))
+    (word & !7, Mode::from_code((word & 3) as u8))
 }
 
-/// The details of one shared (or upgradable) hold. Its hold word (in
-/// [`ThreadRecord::holds`]) is written last with Release and cleared first,
-/// so a reader that sees it set sees the fields of that hold.
+/// The details of one hold. Its hold word (in [`ThreadRecord::holds`]) is
+/// written last with Release and cleared first, so a reader that sees it set
+/// sees the fields of that hold.
 pub(crate) struct HoldSlot {
     pub(crate) since_ms: AtomicU32,
+    /// The lock's kind ([`super::Kind`] code).
+    pub(crate) kind: AtomicU8,
     pub(crate) site: AtomicPtr<Location<'static>>,
     pub(crate) context: AtomicU64,
+    /// The lock's static identity (a class or first site, never a per-lock
+    /// record): what names it in reports.
+    pub(crate) ident: AtomicUsize,
+    /// For an exclusive hold: the id of the lock's previous exclusive holder
+    /// (the lock keeps only the current one while held).
+    pub(crate) prev: AtomicU32,
     /// Precise acquisition time when this hold is sampled for the hold-time
     /// histogram, else 0.
     pub(crate) sampled_at: AtomicU64,
+    /// For an exclusive hold that parked first: how long it waited, recorded
+    /// after its release, outside the critical section.
+    pub(crate) waited_ns: AtomicU64,
 }
 
 /// What the thread waits for, while it is parked on a lock.
 pub(crate) struct WaitSlot {
-    pub(crate) lock: AtomicPtr<LockRecord>,
+    /// The lock's address; 0: not waiting.
+    pub(crate) lock: AtomicUsize,
+    pub(crate) ident: AtomicUsize,
+    pub(crate) kind: AtomicU8,
     pub(crate) mode: AtomicU8,
     pub(crate) since_ms: AtomicU32,
     pub(crate) site: AtomicPtr<Location<'static>>,
-}
-
-/// What an exclusive release leaves for its thread to record once the lock
-/// is free: written and read only by that thread, between the critical
-/// section's end and the return of the release.
-pub(crate) struct AfterRelease {
-    /// The lock's record; null when nothing is left.
-    pub(crate) record: AtomicPtr<LockRecord>,
-    /// How long the holder waited for the lock, when it parked.
-    pub(crate) wait_ns: AtomicU64,
-    /// The precise acquisition time of a sampled tenure.
-    pub(crate) sampled_at: AtomicU64,
-    /// Where the holder asked for the lock.
-    pub(crate) site: AtomicPtr<Location<'static>>,
+    /// The lock word as this thread saw it last before it parked.
+    pub(crate) word: AtomicUsize,
 }
 
 /// A thread's diagnostic record.
@@ -93,35 +106,54 @@ pub(crate) struct ThreadRecord {
     pub(crate) wait: WaitSlot,
     /// The thread's scoped context value (0: none).
     pub(crate) context: AtomicU64,
-    /// Shared holds that found no free slot.
+    /// The latest exclusive releases made with a context: the lock's
+    /// address, and the context (the lock keeps no room for it).
+    pub(crate) released: [AtomicUsize; RELEASED],
+    pub(crate) released_context: [AtomicU64; RELEASED],
+    released_ended: [AtomicU32; RELEASED],
+    released_next: AtomicU32,
+    /// Holds that found no free slot and have not been released.
     pub(crate) overflow: AtomicU32,
-    /// Shared acquisitions left until the next sampled one.
+    /// Acquisitions left until the next sampled one.
     countdown: AtomicU32,
-    /// What this thread's last exclusive release left to record once the
-    /// lock word was released.
-    pub(crate) after_release: AfterRelease,
     /// The length of the current sampling gap: what the next sample stands for.
     last_gap: AtomicU32,
     rng: AtomicU32,
     /// Small number, stable while the thread lives; reused after it exits.
     pub(crate) id: u32,
-    /// Coarse time at which the current thread claimed this record: a tenure
-    /// that began before it belongs to an earlier thread that has exited.
+    /// The id as a lock stores it ([`short_id`]).
+    pub(crate) short: u16,
+    /// Coarse time at which the current thread claimed this record: a hold
+    /// that ended before it belongs to an earlier thread that has exited.
     pub(crate) claimed_ms: AtomicU32,
     /// Coarse time at which the last thread to own this record exited. The
-    /// record is not reused within that same tick, so that every tenure of
-    /// that thread began strictly before the next claim.
+    /// record is not reused within that same tick, so that every hold of
+    /// that thread ended strictly before the next claim.
     released_ms: AtomicU32,
-    /// The thread's name (truncated to [`NAME_BYTES`]), copied in without a
-    /// lock when the thread claims the record; `name_len` 0: unnamed.
+    /// The thread's name (cut to [`NAME_BYTES`]), copied in without a lock
+    /// when the thread claims the record; `name_len` 0: unnamed.
     name: [AtomicU8; NAME_BYTES],
     name_len: AtomicU8,
     in_use: AtomicBool,
     next: *const ThreadRecord,
 }
 
-// SAFETY: every field shared between threads is an atomic or a Mutex; `next`
-// is written once before the record is published and only read afterwards.
+/// A thread id as a lock's 16-bit holder field stores it: ids above
+/// `u16::MAX - 1` (more than 65,534 threads alive at once) read as
+/// [`UNKNOWN_ID`].
+pub(crate) const fn short_id(id: u32) -> u16 {
+    if id >= UNKNOWN_ID as u32 {
+        UNKNOWN_ID
+    } else {
+        id as u16
+    }
+}
+
+/// A holder id too large for a lock's holder field.
+pub(crate) const UNKNOWN_ID: u16 = u16::MAX;
+
+// SAFETY: every field shared between threads is an atomic; `next` is
+// written once before the record is published and only read afterwards.
 unsafe impl Sync for ThreadRecord {}
 // SAFETY: as above; records are never freed.
 unsafe impl Send for ThreadRecord {}
@@ -240,29 +272,35 @@ fn create() -> &'static ThreadRecord {
         slots: [const {
             HoldSlot {
                 since_ms: AtomicU32::new(0),
+                kind: AtomicU8::new(0),
                 site: AtomicPtr::new(ptr::null_mut()),
                 context: AtomicU64::new(0),
+                ident: AtomicUsize::new(0),
+                prev: AtomicU32::new(0),
                 sampled_at: AtomicU64::new(0),
+                waited_ns: AtomicU64::new(0),
             }
         }; HOLD_SLOTS],
         wait: WaitSlot {
-            lock: AtomicPtr::new(ptr::null_mut()),
+            lock: AtomicUsize::new(0),
+            ident: AtomicUsize::new(0),
+            kind: AtomicU8::new(0),
             mode: AtomicU8::new(0),
             since_ms: AtomicU32::new(0),
             site: AtomicPtr::new(ptr::null_mut()),
+            word: AtomicUsize::new(0),
         },
         context: AtomicU64::new(0),
+        released: [const { AtomicUsize::new(0) }; RELEASED],
+        released_context: [const { AtomicU64::new(0) }; RELEASED],
+        released_ended: [const { AtomicU32::new(0) }; RELEASED],
+        released_next: AtomicU32::new(0),
         overflow: AtomicU32::new(0),
         countdown: AtomicU32::new(0),
-        after_release: AfterRelease {
-            record: AtomicPtr::new(ptr::null_mut()),
-            wait_ns: AtomicU64::new(0),
-            sampled_at: AtomicU64::new(0),
-            site: AtomicPtr::new(ptr::null_mut()),
-        },
         last_gap: AtomicU32::new(1),
         rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
         id,
+        short: short_id(id),
         claimed_ms: AtomicU32::new(0),
         released_ms: AtomicU32::new(0),
         name: [const { AtomicU8::new(0) }; NAME_BYTES],
@@ -324,141 +362,124 @@ impl ThreadRecord {
         self.in_use.load(Ordering::Relaxed)
     }
 
-    /// Whether the thread that began a hold at coarse time `since_ms` is
-    /// still running: the record is in use, and was not claimed by a later
-    /// thread after that hold began (an exclusive tenure outlives its
-    /// thread's claim on the record when its guard was leaked). A record is
-    /// never reused in the tick its thread exited, so a tenure of the
-    /// previous thread always began before the current claim.
-    pub(crate) fn alive_since(&self, since_ms: u32) -> bool {
+    /// Whether the thread that held a lock until coarse time `ended_ms` is
+    /// the one that owns this record now: the record was not claimed by a
+    /// later thread after that hold ended. A record is never reused in the
+    /// tick its thread exited, so a hold of the previous thread always ended
+    /// before the current claim.
+    pub(crate) fn owned_since(&self, ended_ms: u32) -> bool {
         let claimed = self.claimed_ms.load(Ordering::Relaxed);
         // Wrapping difference read as signed: positive when the claim is later.
-        self.alive() && (super::clock::elapsed_ms(since_ms, claimed) as i32) <= 0
+        (super::clock::elapsed_ms(ended_ms, claimed) as i32) <= 0
     }
 
-    /// Records a shared hold of `lock`; returns whether this hold is sampled
-    /// (and how many acquisitions the sample stands for).
+    /// The first free hold slot, if any (most threads hold one lock at a
+    /// time: the first one).
     #[inline(always)]
-    pub(crate) fn hold(
-        &self,
-        lock: *mut LockRecord,
-        mode: Mode,
-        site: &'static Location<'static>,
-        now: u32,
-    ) -> u32 {
-        // Most threads hold one read lock at a time: the first slot is free.
+    pub(crate) fn free_slot(&self) -> Option<usize> {
         if self.holds[0].load(Ordering::Relaxed) == 0 {
-            return self.hold_at(0, lock, mode, site, now);
+            return Some(0);
         }
-        self.hold_elsewhere(lock, mode, site, now)
+        hint::cold_path();
+        self.free_slot_elsewhere()
     }
 
-    /// [`Self::hold`] with the first slot taken.
     #[cold]
     #[inline(never)]
-    fn hold_elsewhere(
-        &self,
-        lock: *mut LockRecord,
-        mode: Mode,
-        site: &'static Location<'static>,
-        now: u32,
-    ) -> u32 {
-        let Some(i) = self
-            .holds
-            .iter()
-            .position(|h| h.load(Ordering::Relaxed) == 0)
-        else {
+    fn free_slot_elsewhere(&self) -> Option<usize> {
+        let found = (1..HOLD_SLOTS).find(|&i| self.holds[i].load(Ordering::Relaxed) == 0);
+        if found.is_none() {
             self.overflow.fetch_add(1, Ordering::Relaxed);
-            return 0;
-        };
-        self.hold_at(i, lock, mode, site, now)
-    }
-
-    /// Fills in the first hold slot for an acquisition at `site`, if the
-    /// slot is free; its hold word stays 0, so nothing is published.
-    #[inline(always)]
-    pub(crate) fn prepare_first(&self, site: &'static Location<'static>) -> bool {
-        if self.holds[0].load(Ordering::Relaxed) != 0 {
-            hint::cold_path();
-            return false;
         }
-        self.fill(0, site, super::clock::now_ms());
-        true
+        found
     }
 
-    /// Publishes the hold that [`Self::prepare_first`] filled in, once the
-    /// lock is taken; returns what its sample stands for, as [`Self::hold`].
+    /// Fills in the details of a hold in the free slot `i`, not yet
+    /// published (its hold word stays 0, so nothing is visible).
     #[inline(always)]
-    pub(crate) fn publish_first(&self, lock: *mut LockRecord, mode: Mode) -> u32 {
-        self.publish(0, lock, mode)
-    }
-
-    /// Records a shared hold in the free slot `i`.
-    #[inline(always)]
-    fn hold_at(
+    pub(crate) fn fill(
         &self,
         i: usize,
-        lock: *mut LockRecord,
-        mode: Mode,
         site: &'static Location<'static>,
         now: u32,
-    ) -> u32 {
-        self.fill(i, site, now);
-        self.publish(i, lock, mode)
-    }
-
-    /// The details of a hold in the free slot `i`, not yet published.
-    #[inline(always)]
-    fn fill(&self, i: usize, site: &'static Location<'static>, now: u32) {
+        ident: usize,
+        kind: u8,
+    ) {
         let slot = &self.slots[i];
         slot.since_ms.store(now, Ordering::Relaxed);
         slot.site
             .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
         slot.context
             .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
+        slot.ident.store(ident, Ordering::Relaxed);
+        slot.kind.store(kind, Ordering::Relaxed);
     }
 
-    /// Publishes the hold filled in slot `i` (its hold word written last,
-    /// with Release); returns what the sample stands for, 0 when the hold is
-    /// not sampled.
+    /// Whether this acquisition is sampled: counts down the thread's gap.
+    /// When it is, returns what the sample stands for (its gap) and whether
+    /// its hold is also timed.
     #[inline(always)]
-    fn publish(&self, i: usize, lock: *mut LockRecord, mode: Mode) -> u32 {
+    pub(crate) fn sample(&self) -> Option<(u32, bool)> {
         let left = self.countdown.load(Ordering::Relaxed);
         if left != 0 {
             self.countdown.store(left - 1, Ordering::Relaxed);
-            self.holds[i].store(tag(lock, mode), Ordering::Release);
-            return 0;
+            return None;
         }
         hint::cold_path();
-        self.publish_sampled(i, lock, mode)
+        Some(self.next_sample())
     }
 
-    /// [`Self::publish`] for a sampled hold.
     #[cold]
     #[inline(never)]
-    fn publish_sampled(&self, i: usize, lock: *mut LockRecord, mode: Mode) -> u32 {
+    fn next_sample(&self) -> (u32, bool) {
         let gap = self.next_gap();
-        // Counted samples are one in 64; one in `TIMED_GAP / 64` of them is
-        // also timed (two precise clock reads, the dearest part of a sample).
-        if (self.rng.load(Ordering::Relaxed) >> 16).is_multiple_of(TIMED_GAP / 64) {
-            self.slots[i]
-                .sampled_at
-                .store(super::clock::precise_ns(), Ordering::Relaxed);
-            self.holds[i].store(tag(lock, mode) | SAMPLED, Ordering::Release);
-        } else {
-            self.holds[i].store(tag(lock, mode), Ordering::Release);
-        }
-        gap
+        let timed = (self.rng.load(Ordering::Relaxed) >> 16).is_multiple_of(TIMED_PER_SAMPLE);
+        (gap, timed)
     }
 
-    /// The slot of a shared hold of `lock` in `mode`, if this thread has one.
+    /// Publishes the hold filled in slot `i` (its hold word written last,
+    /// with Release).
     #[inline(always)]
-    pub(crate) fn find(&self, lock: *mut LockRecord, mode: Mode) -> Option<usize> {
+    pub(crate) fn publish(&self, i: usize, word: usize) {
+        self.holds[i].store(word, Ordering::Release);
+    }
+
+    /// The slot of a hold of `lock` in `mode`, if this thread has one.
+    #[inline(always)]
+    pub(crate) fn find(&self, lock: usize, mode: Mode) -> Option<usize> {
         let word = tag(lock, mode);
         if self.holds[0].load(Ordering::Relaxed) & !SAMPLED == word {
             return Some(0);
         }
         (1..HOLD_SLOTS).find(|&i| self.holds[i].load(Ordering::Relaxed) & !SAMPLED == word)
+    }
+
+    /// Remembers that this thread released `lock` with `context` (for the
+    /// lock's last holder).
+    #[cold]
+    pub(crate) fn released_with(&self, lock: usize, context: u64, ended: u32) {
+        let i = self.released_next.load(Ordering::Relaxed) as usize % RELEASED;
+        self.released[i].store(0, Ordering::Release);
+        self.released_context[i].store(context, Ordering::Relaxed);
+        self.released_ended[i].store(ended, Ordering::Relaxed);
+        self.released[i].store(lock, Ordering::Release);
+        self.released_next.store((i + 1) as u32, Ordering::Relaxed);
+    }
+
+    /// The context of this thread's release of `lock` at coarse time
+    /// `ended`, if it remembers one (a release without a context is not
+    /// remembered: 0).
+    pub(crate) fn context_released(&self, lock: usize, ended: u32) -> u64 {
+        let newest = self.released_next.load(Ordering::Relaxed) as usize;
+        for back in 1..=RELEASED {
+            let i = (newest + RELEASED - back) % RELEASED;
+            if self.released[i].load(Ordering::Acquire) == lock
+                && self.released_ended[i].load(Ordering::Relaxed) == ended
+            {
+                return self.released_context[i].load(Ordering::Relaxed);
+            }
+        }
+        0
     }
 
     /// Uniform in `1..=span`.
@@ -472,11 +493,12 @@ impl ThreadRecord {
         (x % span) + 1
     }
 
-    /// Picks the length of the next sampling gap: uniform in 1..=127, so 64
-    /// on average, and never in step with a loop over a few locks.
+    /// Picks the length of the next sampling gap: uniform in
+    /// `1..=2 * SAMPLE_GAP - 1`, so `SAMPLE_GAP` on average, and never in
+    /// step with a loop over a few locks.
     #[cold]
     fn next_gap(&self) -> u32 {
-        let gap = self.random_gap(127);
+        let gap = self.random_gap(2 * SAMPLE_GAP - 1);
         self.countdown.store(gap - 1, Ordering::Relaxed);
         // This sample stands for the acquisitions of the gap that ended.
         self.last_gap.swap(gap, Ordering::Relaxed)

@@ -69,14 +69,14 @@ impl WaitSites {
     }
 
     /// The named sites, most waited-for first, then the rest as `None`.
-    pub(crate) fn snapshot(&self) -> Vec<super::profile::SiteWaits> {
+    pub(crate) fn snapshot(&self) -> Vec<crate::diag::profile::SiteWaits> {
         let mut all: Vec<_> = self
             .slots
             .iter()
             .filter_map(|slot| {
                 // SAFETY: site pointers only ever come from `&'static Location`.
                 let site = unsafe { slot.site.load(Ordering::Acquire).cast_const().as_ref() }?;
-                Some(super::profile::SiteWaits {
+                Some(crate::diag::profile::SiteWaits {
                     site: Some(site),
                     waits: slot.waits.load(Ordering::Relaxed),
                     total: Duration::from_nanos(slot.total_ns.load(Ordering::Relaxed)),
@@ -86,7 +86,7 @@ impl WaitSites {
         all.sort_by_key(|s| core::cmp::Reverse(s.total));
         let other = self.other_waits.load(Ordering::Relaxed);
         if other != 0 {
-            all.push(super::profile::SiteWaits {
+            all.push(crate::diag::profile::SiteWaits {
                 site: None,
                 waits: other,
                 total: Duration::from_nanos(self.other_ns.load(Ordering::Relaxed)),

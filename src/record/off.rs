@@ -3,7 +3,7 @@
 
 use core::panic::Location;
 
-use super::{Mode, Snapshot};
+use super::{Kind, Mode};
 
 /// No diagnostic state: the locks keep parking_lot's sizes.
 pub(crate) struct LockDiag;
@@ -33,7 +33,7 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn acquired_exclusive(
         &self,
-        _kind: &'static str,
+        _kind: Kind,
         _site: &'static Location<'static>,
     ) {
     }
@@ -52,7 +52,7 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn acquired_shared(
         &self,
-        _kind: &'static str,
+        _kind: Kind,
         _mode: Mode,
         _site: &'static Location<'static>,
     ) {
@@ -64,7 +64,7 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn preparing_shared(
         &self,
-        _kind: &'static str,
+        _kind: Kind,
         _site: &'static Location<'static>,
     ) -> Prepared {
         Prepared
@@ -74,7 +74,7 @@ impl LockDiag {
     pub(crate) fn acquired_prepared(
         &self,
         _prepared: Prepared,
-        _kind: &'static str,
+        _kind: Kind,
         _mode: Mode,
         _site: &'static Location<'static>,
     ) {
@@ -85,7 +85,7 @@ impl LockDiag {
     pub(crate) fn before_park(
         &self,
         _wait: &mut Wait,
-        _kind: &'static str,
+        _kind: Kind,
         _mode: Mode,
         _site: &'static Location<'static>,
         _word: usize,
@@ -101,6 +101,7 @@ impl LockDiag {
         &self,
         _wait: Wait,
         _acquired: bool,
+        _kind: Kind,
         _mode: Mode,
         _site: &'static Location<'static>,
     ) {
@@ -109,13 +110,9 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn cancel_wait(&self) {}
 
-    pub(crate) fn snapshot(&self, _word: String) -> Option<Snapshot> {
-        None
-    }
-
     pub(crate) fn set_label(
         &self,
-        _kind: &'static str,
+        _kind: Kind,
         _site: &'static Location<'static>,
         _label: &str,
     ) {

@@ -1,0 +1,952 @@
+//! What a lock records in its own memory ([`LockDiag`], 24 bytes beside the
+//! lock word) and the hooks its raw lock calls.
+//!
+//! A lock has no heap record. Its own memory holds what an inspection of
+//! that one lock needs: the exclusive holder's id (which, once released,
+//! names the last holder), the last exclusive hold's call site, length and
+//! end, and the lock's identity (its class, or the site of its first
+//! acquisition until a class is needed). Everything else is elsewhere:
+//! - the details of a current hold (site, since, context) are in the
+//!   holder's own thread record ([`super::thread`]), which is L1-hot;
+//! - counts and histograms are per lock class ([`super::class`]), sampled
+//!   where exact would cost the fast paths (acquisition counts, hold times)
+//!   and exact where only slow paths pay (contention, waits, timeouts).
+//!
+//! So an uncontended acquisition or release writes the lock's own line,
+//! which its compare-exchange owns anyway, and the thread's own record;
+//! it allocates nothing and reads no precise clock. A shared acquisition
+//! writes only the thread's record (readers share the lock's line).
+
+use core::hint;
+use core::panic::Location;
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicUsize, Ordering, fence};
+use std::time::Duration;
+
+use super::class::{self, Class};
+use super::clock::{self, elapsed_ms};
+use super::hot::HOT;
+use super::thread::{self, SAMPLED, ThreadRecord};
+use super::{Kind, Mode};
+
+/// `ident` tag: the rest is the `&'static Location` of the first acquisition.
+const SITE: usize = 0b01;
+/// `ident` tag: the rest is the lock's `&'static Class`.
+const CLASS: usize = 0b10;
+/// `ident` value of a lock labelled at construction whose class is not yet
+/// looked up: `site` and `ended` hold the label's pointer and length.
+const LABEL_PENDING: usize = 0b11;
+const TAGS: usize = 0b11;
+
+/// Holds at least this long (in ms) are stored in `held` in units of
+/// `1 << LONG_SHIFT` ms (about a second), with the top bit set.
+const LONG_HELD: u32 = 0x8000;
+const LONG_SHIFT: u32 = 10;
+/// The longest hold the fast release path stores as it is; longer ones, and
+/// slow ones, take the cold path.
+pub(crate) const LONGEST_FAST_HOLD: u32 = LONG_HELD - 1;
+
+/// `held` of a hold of `ms` milliseconds: exact below 32.8 s, then to about
+/// a second, saturating at about 9.3 hours.
+fn encode_held(ms: u32) -> u16 {
+    if ms < LONG_HELD {
+        ms as u16
+    } else {
+        (LONG_HELD | (ms >> LONG_SHIFT).min(LONG_HELD - 1)) as u16
+    }
+}
+
+fn decode_held(held: u16) -> u32 {
+    let held = u32::from(held);
+    if held & LONG_HELD == 0 {
+        held
+    } else {
+        (held & !LONG_HELD) << LONG_SHIFT
+    }
+}
+
+/// A lock's diagnostics, in the lock itself: 24 bytes.
+#[repr(C)]
+pub(crate) struct LockDiag {
+    /// The exclusive holder's thread id ([`thread::short_id`]) while the
+    /// lock is held exclusively; after that, the last exclusive holder's; 0:
+    /// never held exclusively. Written only by the exclusive holder.
+    holder: AtomicU16,
+    /// How long the last exclusive hold lasted ([`encode_held`]).
+    held: AtomicU16,
+    /// Coarse time at which the last exclusive hold ended.
+    ended: AtomicU32,
+    /// Where the last exclusive hold was acquired; null before the first
+    /// exclusive release.
+    site: AtomicPtr<Location<'static>>,
+    /// The lock's identity: 0 (never acquired nor labelled), a first site
+    /// ([`SITE`]), a class ([`CLASS`]) or [`LABEL_PENDING`].
+    ident: AtomicUsize,
+}
+
+const _: () = assert!(size_of::<LockDiag>() == 24);
+
+/// What an exclusive release leaves for after the lock word is released, so
+/// that no histogram update lengthens the critical section: a wait to
+/// record, when the holder had parked for the lock.
+#[must_use]
+pub(crate) struct Release {
+    after: Option<After>,
+}
+
+struct After {
+    class: &'static Class,
+    waited_ns: u64,
+    site: *mut Location<'static>,
+}
+
+/// A shared acquisition prepared before its compare-exchange
+/// ([`LockDiag::preparing_shared`]): the thread whose first hold slot is
+/// filled in, if it was free.
+pub(crate) struct Prepared {
+    me: Option<&'static ThreadRecord>,
+}
+
+/// A wait in progress on a slow path.
+///
+/// An untimed wait is timed from its first park (the spinning before it,
+/// tens of microseconds at most, is not counted, so that a contended
+/// acquisition that never parks reads no clock). A timed one is timed from
+/// the call, like its timeout.
+pub(crate) struct Wait {
+    start_ns: u64,
+    /// When the thread last woke, so that the wait ends before the lock is
+    /// taken rather than after.
+    woke_ns: u64,
+    parked: bool,
+}
+
+impl Wait {
+    pub(crate) fn new(timed: bool) -> Self {
+        Wait {
+            start_ns: if timed { clock::precise_ns() } else { 0 },
+            woke_ns: 0,
+            parked: false,
+        }
+    }
+}
+
+#[inline(always)]
+fn site_ptr(site: &'static Location<'static>) -> *mut Location<'static> {
+    ptr::from_ref(site).cast_mut()
+}
+
+#[inline]
+pub(crate) fn site_ref(site: *mut Location<'static>) -> Option<&'static Location<'static>> {
+    // SAFETY: site pointers stored as sites only ever come from
+    // `&'static Location` (a pending label is never read as one).
+    unsafe { site.cast_const().as_ref() }
+}
+
+/// `file:line` of a recorded call site, for a report.
+#[cold]
+pub(crate) fn site_text(site: *mut Location<'static>) -> String {
+    site_ref(site).map_or_else(
+        || "an unknown site".to_string(),
+        |s| format!("{}:{}", s.file(), s.line()),
+    )
+}
+
+/// The class that a static identity (a `SITE` or `CLASS` value) stands for,
+/// looked up (and created) if it is a site.
+#[cold]
+pub(crate) fn class_of(ident: usize, kind: Kind) -> Option<&'static Class> {
+    match ident & TAGS {
+        // SAFETY: CLASS idents are made only from `&'static Class`.
+        CLASS => Some(unsafe { &*((ident & !TAGS) as *const Class) }),
+        SITE => {
+            // SAFETY: SITE idents are made only from `&'static Location`.
+            let site = unsafe { &*((ident & !TAGS) as *const Location<'static>) };
+            Some(class::of_site(site, kind))
+        }
+        _ => None,
+    }
+}
+
+/// The class a static identity names, if it has been created (never
+/// creates one: for reports).
+pub(crate) fn known_class(ident: usize) -> Option<&'static Class> {
+    match ident & TAGS {
+        // SAFETY: as in `class_of`.
+        CLASS => Some(unsafe { &*((ident & !TAGS) as *const Class) }),
+        _ => None,
+    }
+}
+
+/// The name a static identity gives a lock of `kind`: its class's label,
+/// else its kind and first site.
+pub(crate) fn ident_name(ident: usize, kind: Kind) -> String {
+    match ident & TAGS {
+        CLASS => known_class(ident).map_or_else(String::new, Class::name),
+        SITE => {
+            // SAFETY: as in `class_of`.
+            let site = unsafe { &*((ident & !TAGS) as *const Location<'static>) };
+            format!(
+                "{} first locked at {}:{}",
+                kind.name(),
+                site.file(),
+                site.line()
+            )
+        }
+        _ => format!("{} (unnamed)", kind.name()),
+    }
+}
+
+/// The label and first site a static identity gives.
+pub(crate) fn ident_parts(
+    ident: usize,
+) -> (Option<&'static str>, Option<&'static Location<'static>>) {
+    match ident & TAGS {
+        CLASS => known_class(ident).map_or((None, None), |c| (c.label, Some(c.site))),
+        // SAFETY: as in `class_of`.
+        SITE => (None, Some(unsafe {
+            &*((ident & !TAGS) as *const Location<'static>)
+        })),
+        _ => (None, None),
+    }
+}
+
+/// The coarse clock, started if it is not running yet.
+#[inline(always)]
+fn coarse_now() -> u32 {
+    let now = HOT.now_ms.load(Ordering::Relaxed);
+    if now == 0 {
+        hint::cold_path();
+        return clock::now_ms();
+    }
+    now
+}
+
+impl LockDiag {
+    pub(crate) const fn new(label: Option<&'static str>) -> Self {
+        let (site, len, ident) = match label {
+            Some(label) => (
+                label.as_ptr().cast::<Location<'static>>().cast_mut(),
+                label.len() as u32,
+                LABEL_PENDING,
+            ),
+            None => (ptr::null_mut(), 0, 0),
+        };
+        LockDiag {
+            holder: AtomicU16::new(0),
+            held: AtomicU16::new(0),
+            ended: AtomicU32::new(len),
+            site: AtomicPtr::new(site),
+            ident: AtomicUsize::new(ident),
+        }
+    }
+
+    /// The address that keys this lock in hold and wait slots.
+    #[inline(always)]
+    pub(crate) fn addr(&self) -> usize {
+        ptr::from_ref(self).addr()
+    }
+
+    /// The lock's static identity, set at its first acquisition.
+    #[inline(always)]
+    fn ident_for(&self, kind: Kind, site: &'static Location<'static>) -> usize {
+        let ident = self.ident.load(Ordering::Acquire);
+        let tag = ident & TAGS;
+        if tag == 0 || ident == LABEL_PENDING {
+            hint::cold_path();
+            return self.resolve(kind, site);
+        }
+        ident
+    }
+
+    /// The first acquisition of a lock: its first site becomes its
+    /// identity, or its label is looked up as a class.
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self, kind: Kind, site: &'static Location<'static>) -> usize {
+        loop {
+            let ident = self.ident.load(Ordering::Acquire);
+            let next = if ident == 0 {
+                site_ptr(site).addr() | SITE
+            } else if ident == LABEL_PENDING {
+                // Only a holder resolves, and a release (which overwrites
+                // `site` and `ended`) happens only after a resolution.
+                let (ptr, len) = (self.site.load(Ordering::Relaxed), self.ended.load(Ordering::Relaxed));
+                // SAFETY: `new` stored a `&'static str`'s pointer and length,
+                // and nothing has overwritten them (see above).
+                let label = unsafe {
+                    core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+                        ptr.cast::<u8>(),
+                        len as usize,
+                    ))
+                };
+                ptr::from_ref(class::of_label(label, kind, site)).addr() | CLASS
+            } else {
+                return ident;
+            };
+            if self
+                .ident
+                .compare_exchange(ident, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                if ident == LABEL_PENDING {
+                    self.site.store(ptr::null_mut(), Ordering::Relaxed);
+                    self.ended.store(0, Ordering::Relaxed);
+                }
+                return next;
+            }
+        }
+    }
+
+    /// The lock's class, created if it is not yet (sampled and slow paths).
+    #[cold]
+    pub(crate) fn class(&self, kind: Kind, site: &'static Location<'static>) -> &'static Class {
+        let ident = self.ident_for(kind, site);
+        let class = class_of(ident, kind).unwrap_or_else(|| class::of_site(site, kind));
+        if ident & TAGS == SITE {
+            // From now on the lock names its class directly (one
+            // compare-exchange, once).
+            let _ = self.ident.compare_exchange(
+                ident,
+                ptr::from_ref(class).addr() | CLASS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+        class
+    }
+
+    /// The calling thread now holds the lock exclusively.
+    ///
+    /// Writes the lock's holder field (on the line the acquisition's
+    /// compare-exchange owns) and a hold slot of the thread's own record;
+    /// its rare cases (a sampled acquisition, lock-order checking, no free
+    /// slot) are cold.
+    #[inline(always)]
+    pub(crate) fn acquired_exclusive(&self, kind: Kind, site: &'static Location<'static>) {
+        let Some(me) = thread::current() else {
+            hint::cold_path();
+            return;
+        };
+        let ident = self.ident_for(kind, site);
+        let Some(i) = me.free_slot() else {
+            hint::cold_path();
+            self.holder.store(me.short, Ordering::Relaxed);
+            return;
+        };
+        me.fill(i, site, coarse_now(), ident, kind as u8);
+        me.slots[i]
+            .prev
+            .store(u32::from(self.holder.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.holder.store(me.short, Ordering::Relaxed);
+        let mut word = thread::tag(self.addr(), Mode::Exclusive);
+        if let Some((gap, timed)) = me.sample() {
+            hint::cold_path();
+            word |= self.sampled(me, i, kind, site, Mode::Exclusive, gap, timed);
+        }
+        if HOT.order_on.load(Ordering::Relaxed) {
+            hint::cold_path();
+            crate::diag::order::acquired(self.addr(), ident, kind, Mode::Exclusive, site);
+        }
+        me.publish(i, word);
+    }
+
+    /// A sampled acquisition: counts the sample's gap in the class, and
+    /// starts timing the hold if it is timed (returns the hold word's
+    /// [`SAMPLED`] bit then).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn sampled(
+        &self,
+        me: &ThreadRecord,
+        i: usize,
+        kind: Kind,
+        site: &'static Location<'static>,
+        mode: Mode,
+        gap: u32,
+        timed: bool,
+    ) -> usize {
+        let class = self.class(kind, site);
+        let count = if mode == Mode::Exclusive {
+            &class.exclusive
+        } else {
+            &class.shared
+        };
+        count.fetch_add(u64::from(gap), Ordering::Relaxed);
+        // The slot names the class from now on, so the release needs no lookup.
+        me.slots[i]
+            .ident
+            .store(ptr::from_ref(class).addr() | CLASS, Ordering::Relaxed);
+        if timed {
+            me.slots[i]
+                .sampled_at
+                .store(clock::precise_ns(), Ordering::Relaxed);
+            SAMPLED
+        } else {
+            0
+        }
+    }
+
+    /// The exclusive holder is about to release the lock. Hand the result to
+    /// [`Self::released_exclusive`] once the lock word is released.
+    ///
+    /// The common case (the hold is in the thread's first slot, not sampled,
+    /// not slow, made without a context) stores the last holder's site, length and end on the lock's
+    /// line and clears the slot; every other case passes one test to a cold
+    /// path.
+    #[inline(always)]
+    pub(crate) fn releasing_exclusive(&self) -> Release {
+        let Some(me) = thread::existing() else {
+            hint::cold_path();
+            return self.release_exclusive_rare(None);
+        };
+        let slot = &me.slots[0];
+        let since = slot.since_ms.load(Ordering::Relaxed);
+        let now = HOT.now_ms.load(Ordering::Relaxed);
+        // A 0 (no ticker) makes `held` huge, and the cold path then reads
+        // the time properly.
+        let held = clock::raw_elapsed_ms(since, now);
+        if me.holds[0].load(Ordering::Relaxed) != thread::tag(self.addr(), Mode::Exclusive)
+            || held >= HOT.rare_hold_ms.load(Ordering::Relaxed)
+            || slot.context.load(Ordering::Relaxed) != 0
+        {
+            hint::cold_path();
+            return self.release_exclusive_rare(Some(me));
+        }
+        self.site
+            .store(slot.site.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.held.store(held as u16, Ordering::Relaxed);
+        self.ended.store(now, Ordering::Relaxed);
+        me.holds[0].store(0, Ordering::Release);
+        Release { after: None }
+    }
+
+    /// Every exclusive release but the common one: the hold is in another
+    /// slot, sampled, parked first, slow, or not recorded (no free slot, a
+    /// guard sent from another thread, a thread being torn down).
+    #[cold]
+    #[inline(never)]
+    fn release_exclusive_rare(&self, me: Option<&'static ThreadRecord>) -> Release {
+        let now = clock::now_ms();
+        let addr = self.addr();
+        let found = me
+            .and_then(|me| me.find(addr, Mode::Exclusive).map(|i| (me, i)))
+            .or_else(|| self.foreign_hold(Mode::Exclusive, me));
+        let Some((owner, i)) = found else {
+            // Not recorded: a hold past the thread's slots. The lock still
+            // names its holder; its site and start are unknown.
+            if let Some(me) = me {
+                let _ = me
+                    .overflow
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+            self.site.store(ptr::null_mut(), Ordering::Relaxed);
+            self.held.store(0, Ordering::Relaxed);
+            self.ended.store(now, Ordering::Relaxed);
+            return Release { after: None };
+        };
+        let slot = &owner.slots[i];
+        let word = owner.holds[i].load(Ordering::Relaxed);
+        let held = elapsed_ms(slot.since_ms.load(Ordering::Relaxed), now);
+        let site = slot.site.load(Ordering::Relaxed);
+        let ident = slot.ident.load(Ordering::Relaxed);
+        let kind = Kind::from_code(slot.kind.load(Ordering::Relaxed));
+        self.site.store(site, Ordering::Relaxed);
+        self.held.store(encode_held(held), Ordering::Relaxed);
+        self.ended.store(now, Ordering::Relaxed);
+        let mut after = None;
+        if word & SAMPLED != 0 {
+            let class = class_of(ident, kind);
+            let sampled_at = slot.sampled_at.swap(0, Ordering::Relaxed);
+            let waited_ns = slot.waited_ns.swap(0, Ordering::Relaxed);
+            if let Some(class) = class {
+                if sampled_at != 0 {
+                    class
+                        .hold
+                        .record(clock::precise_ns().saturating_sub(sampled_at));
+                }
+                if waited_ns != 0 {
+                    after = Some(After {
+                        class,
+                        waited_ns,
+                        site,
+                    });
+                }
+            }
+        }
+        let context = slot.context.load(Ordering::Relaxed);
+        if context != 0 {
+            owner.released_with(self.addr(), context, now);
+        }
+        if held >= super::slow_hold_ms() {
+            slow_hold(ident, kind, Mode::Exclusive, site, context, held);
+        }
+        if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
+            owner.holds[i].store(0, Ordering::Release);
+        } else {
+            // Another thread's record (a guard sent here): only its hold
+            // word is ours to clear, and only if it is still this hold.
+            let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        Release { after }
+    }
+
+    /// The hold in `mode` of this lock recorded by a thread other than `me`
+    /// (a guard sent to another thread: feature `send_guard`).
+    #[cold]
+    fn foreign_hold(
+        &self,
+        mode: Mode,
+        me: Option<&'static ThreadRecord>,
+    ) -> Option<(&'static ThreadRecord, usize)> {
+        let addr = self.addr();
+        let me = me.map_or(ptr::null(), ptr::from_ref);
+        if mode == Mode::Exclusive {
+            // The lock names its exclusive holder: look there first.
+            let holder = self.holder.load(Ordering::Relaxed);
+            if let Some(owner) = thread::by_id(u32::from(holder))
+                && !ptr::eq(owner, me)
+                && let Some(i) = owner.find(addr, mode)
+            {
+                return Some((owner, i));
+            }
+        }
+        thread::all()
+            .filter(|t| !ptr::eq(*t, me))
+            .find_map(|t| t.find(addr, mode).map(|i| (t, i)))
+    }
+
+    /// The lock word is released: record what the release left.
+    #[inline(always)]
+    pub(crate) fn released_exclusive(&self, release: Release) {
+        if let Some(after) = release.after {
+            hint::cold_path();
+            record_wait(after);
+        }
+    }
+
+    /// The thread woke from a park.
+    #[inline]
+    pub(crate) fn woke(&self, wait: &mut Wait) {
+        if wait.parked {
+            wait.woke_ns = clock::precise_ns();
+        }
+    }
+
+    /// The calling thread now holds the lock in `mode` (shared or
+    /// upgradable), with no slot prepared.
+    #[inline(never)]
+    pub(crate) fn acquired_shared(&self, kind: Kind, mode: Mode, site: &'static Location<'static>) {
+        let Some(me) = thread::current() else { return };
+        let ident = self.ident_for(kind, site);
+        let Some(i) = me.free_slot() else { return };
+        me.fill(i, site, coarse_now(), ident, kind as u8);
+        self.publish_shared(me, i, kind, mode, site, ident);
+    }
+
+    #[inline(always)]
+    fn publish_shared(
+        &self,
+        me: &ThreadRecord,
+        i: usize,
+        kind: Kind,
+        mode: Mode,
+        site: &'static Location<'static>,
+        ident: usize,
+    ) {
+        let mut word = thread::tag(self.addr(), mode);
+        if let Some((gap, timed)) = me.sample() {
+            hint::cold_path();
+            word |= self.sampled(me, i, kind, site, mode, gap, timed);
+        }
+        if HOT.order_on.load(Ordering::Relaxed) {
+            hint::cold_path();
+            crate::diag::order::acquired(self.addr(), ident, kind, mode, site);
+        }
+        me.publish(i, word);
+    }
+
+    /// Before a shared acquisition's compare-exchange: fills in the
+    /// thread's first hold slot, if it is free, without publishing it, so
+    /// that once the lock is taken [`Self::acquired_prepared`] has only to
+    /// publish. Nothing here is visible to other threads (a slot is read
+    /// only once its hold word is set), so a compare-exchange that fails
+    /// leaves nothing to undo.
+    #[inline(always)]
+    pub(crate) fn preparing_shared(&self, kind: Kind, site: &'static Location<'static>) -> Prepared {
+        let me = thread::current().filter(|me| me.holds[0].load(Ordering::Relaxed) == 0);
+        if let Some(me) = me {
+            let ident = self.ident_for(kind, site);
+            me.fill(0, site, coarse_now(), ident, kind as u8);
+        }
+        Prepared { me }
+    }
+
+    /// The shared acquisition prepared as `prepared` has taken the lock in
+    /// `mode`.
+    #[inline(always)]
+    pub(crate) fn acquired_prepared(
+        &self,
+        prepared: Prepared,
+        kind: Kind,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        let Some(me) = prepared.me else {
+            hint::cold_path();
+            return self.acquired_shared(kind, mode, site);
+        };
+        let ident = me.slots[0].ident.load(Ordering::Relaxed);
+        self.publish_shared(me, 0, kind, mode, site, ident);
+    }
+
+    /// The calling thread released a hold in `mode` (shared or upgradable).
+    ///
+    /// Shaped for the release path: every call it may make is its last act
+    /// (a tail call), and the rare cases (another slot, a sampled hold, a
+    /// slow one, a foreign guard) share one test.
+    #[inline(always)]
+    pub(crate) fn released_shared(&self, mode: Mode) {
+        let Some(me) = thread::existing() else {
+            hint::cold_path();
+            return self.release_shared_rare(None, mode);
+        };
+        let slot = &me.slots[0];
+        let held = clock::raw_elapsed_ms(
+            slot.since_ms.load(Ordering::Relaxed),
+            HOT.now_ms.load(Ordering::Relaxed),
+        );
+        if me.holds[0].load(Ordering::Relaxed) != thread::tag(self.addr(), mode)
+            || held >= HOT.rare_hold_ms.load(Ordering::Relaxed)
+        {
+            hint::cold_path();
+            return self.release_shared_rare(Some(me), mode);
+        }
+        me.holds[0].store(0, Ordering::Release);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_shared_rare(&self, me: Option<&'static ThreadRecord>, mode: Mode) {
+        let addr = self.addr();
+        let found = me
+            .and_then(|me| me.find(addr, mode).map(|i| (me, i)))
+            .or_else(|| {
+                // A hold past this thread's slots is its own, not a foreign one.
+                if let Some(me) = me
+                    && me
+                        .overflow
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                {
+                    return None;
+                }
+                self.foreign_hold(mode, me)
+            });
+        let Some((owner, i)) = found else { return };
+        let slot = &owner.slots[i];
+        let word = owner.holds[i].load(Ordering::Relaxed);
+        let held = elapsed_ms(slot.since_ms.load(Ordering::Relaxed), clock::now_ms());
+        let ident = slot.ident.load(Ordering::Relaxed);
+        let kind = Kind::from_code(slot.kind.load(Ordering::Relaxed));
+        if word & SAMPLED != 0
+            && let Some(class) = class_of(ident, kind)
+        {
+            let sampled_at = slot.sampled_at.swap(0, Ordering::Relaxed);
+            class
+                .hold
+                .record(clock::precise_ns().saturating_sub(sampled_at));
+        }
+        if held >= super::slow_hold_ms() {
+            let site = slot.site.load(Ordering::Relaxed);
+            slow_hold(ident, kind, mode, site, slot.context.load(Ordering::Relaxed), held);
+        }
+        if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
+            owner.holds[i].store(0, Ordering::Release);
+        } else {
+            let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// The calling thread is about to park for the lock. The first call of a
+    /// wait records it; every call checks for a self-deadlock, which is
+    /// returned as a description of the hold that makes the wait hopeless.
+    ///
+    /// `upgrading`: the thread holds the upgradable lock and waits to upgrade
+    /// it, so that hold is expected. `writer_ahead`: a writer has claimed the
+    /// lock, so a thread that already reads it cannot get a second read.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn before_park(
+        &self,
+        wait: &mut Wait,
+        kind: Kind,
+        mode: Mode,
+        site: &'static Location<'static>,
+        word: usize,
+        upgrading: bool,
+        writer_ahead: bool,
+        untimed: bool,
+    ) -> Option<String> {
+        let me = thread::current()?;
+        let addr = self.addr();
+        if !wait.parked {
+            wait.parked = true;
+            if wait.start_ns == 0 {
+                wait.start_ns = clock::precise_ns();
+            }
+            let class = self.class(kind, site);
+            class.contended.fetch_add(1, Ordering::Relaxed);
+            let slot = &me.wait;
+            slot.ident
+                .store(ptr::from_ref(class).addr() | CLASS, Ordering::Relaxed);
+            slot.kind.store(kind as u8, Ordering::Relaxed);
+            slot.mode.store(mode.code(), Ordering::Relaxed);
+            slot.since_ms.store(clock::now_ms(), Ordering::Relaxed);
+            slot.site.store(site_ptr(site), Ordering::Relaxed);
+            slot.lock.store(addr, Ordering::Release);
+        }
+        me.wait.word.store(word, Ordering::Relaxed);
+        if !untimed {
+            return None;
+        }
+        // Formatted only for a report: every park passes here.
+        let here = format_args!("{}:{}", site.file(), site.line());
+        for i in 0..thread::HOLD_SLOTS {
+            let (held_lock, held) = thread::untag(me.holds[i].load(Ordering::Relaxed));
+            if held_lock != addr {
+                continue;
+            }
+            let hopeless = match (held, mode) {
+                (Mode::Upgradable, _) if upgrading => false,
+                (Mode::Exclusive, _) => true,
+                (_, Mode::Exclusive | Mode::Upgradable) => true,
+                (Mode::Shared, Mode::Shared) => writer_ahead,
+                _ => false,
+            };
+            if hopeless {
+                let held_at = site_text(me.slots[i].site.load(Ordering::Relaxed));
+                let why = if mode == Mode::Shared && held != Mode::Exclusive {
+                    ", and a writer is queued behind that read"
+                } else {
+                    ""
+                };
+                let how = if held == Mode::Exclusive {
+                    "exclusively, acquired at".to_string()
+                } else {
+                    format!("{held:?}, acquired at")
+                };
+                return Some(format!(
+                    "this thread already holds it ({how} {held_at}{why}) and asks for it again ({mode:?}) at {here}"
+                ));
+            }
+        }
+        None
+    }
+
+    /// The wait ended: acquired, or gave up at its deadline.
+    #[cold]
+    pub(crate) fn after_wait(
+        &self,
+        wait: Wait,
+        acquired: bool,
+        kind: Kind,
+        mode: Mode,
+        site: &'static Location<'static>,
+    ) {
+        if !wait.parked {
+            return;
+        }
+        let end = if wait.woke_ns != 0 {
+            wait.woke_ns
+        } else {
+            clock::precise_ns()
+        };
+        let waited = end.saturating_sub(wait.start_ns).max(1);
+        let me = thread::current();
+        if let Some(me) = me {
+            me.wait.lock.store(0, Ordering::Release);
+        }
+        let class = self.class(kind, site);
+        if !acquired {
+            class.wait.record(waited);
+            class.sites.add(site, waited);
+            self.timed_out(class, kind, mode, site, Duration::from_nanos(waited));
+            return;
+        }
+        if mode == Mode::Exclusive
+            && let Some(me) = me
+            && let Some(i) = me.find(self.addr(), Mode::Exclusive)
+        {
+            // The holder records its wait after its release, outside the
+            // critical section.
+            me.slots[i].waited_ns.store(waited, Ordering::Relaxed);
+            let word = me.holds[i].load(Ordering::Relaxed);
+            me.holds[i].store(word | SAMPLED, Ordering::Relaxed);
+            return;
+        }
+        class.wait.record(waited);
+        class.sites.add(site, waited);
+    }
+
+    /// The waiting thread leaves without waiting (a self-deadlock report
+    /// that unwinds).
+    #[cold]
+    pub(crate) fn cancel_wait(&self) {
+        if let Some(me) = thread::current() {
+            me.wait.lock.store(0, Ordering::Release);
+        }
+    }
+
+    #[cold]
+    fn timed_out(
+        &self,
+        class: &'static Class,
+        kind: Kind,
+        mode: Mode,
+        site: &'static Location<'static>,
+        waited: Duration,
+    ) {
+        class.timeouts.fetch_add(1, Ordering::Relaxed);
+        let holders = crate::diag::holders_of(self.addr());
+        let me = thread::current().map(crate::diag::thread_info);
+        let listed = holders
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let ident = ptr::from_ref(class).addr() | CLASS;
+        tracing::warn!(
+            target: "lockscope",
+            lock = %ident_name(ident, kind),
+            mode = ?mode,
+            site = %format_args!("{}:{}:{}", site.file(), site.line(), site.column()),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            holders = %listed,
+            "timed lock acquisition gave up"
+        );
+        class.add_timeout(
+            self.addr(),
+            crate::diag::TimeoutRecord {
+                thread: me,
+                mode,
+                site,
+                waited,
+                holders,
+            },
+        );
+    }
+
+    /// Labels the lock: it joins the class of that label.
+    pub(crate) fn set_label(&self, kind: Kind, site: &'static Location<'static>, label: &str) {
+        // A pending const label is resolved first, so that its fields are
+        // free for the last holder.
+        let _ = self.ident_for(kind, site);
+        let class = class::of_label(label, kind, site);
+        self.ident
+            .store(ptr::from_ref(class).addr() | CLASS, Ordering::Release);
+    }
+
+    /// The lock's static identity, resolving a pending label; 0 if the lock
+    /// was never acquired nor labelled.
+    pub(crate) fn ident(&self, kind: Kind) -> usize {
+        match self.ident.load(Ordering::Acquire) {
+            LABEL_PENDING => self.read_pending_label(kind),
+            ident => ident,
+        }
+    }
+
+    /// A snapshot's view of a pending label: the lock's class, resolved
+    /// without writing to the lock (a snapshot does not hold it). Read like
+    /// a sequence lock: the label's fields are trusted only if `ident` still
+    /// says "pending" after they were read.
+    #[cold]
+    fn read_pending_label(&self, kind: Kind) -> usize {
+        let ptr = self.site.load(Ordering::Relaxed);
+        let len = self.ended.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if self.ident.load(Ordering::Relaxed) != LABEL_PENDING {
+            return self.ident.load(Ordering::Acquire);
+        }
+        // SAFETY: `ident` was still pending after the fields were read, so
+        // they are what `new` stored: a `&'static str`'s pointer and length.
+        let label = unsafe {
+            core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+                ptr.cast::<u8>(),
+                len as usize,
+            ))
+        };
+        ptr::from_ref(class::of_label(label, kind, Location::caller())).addr() | CLASS
+    }
+
+    /// The id of the lock's exclusive holder now or last, the last hold's
+    /// site, length (ms) and end (coarse ms). Racy by nature: read by
+    /// snapshots while the lock may change hands.
+    pub(crate) fn last(&self) -> (u16, Option<&'static Location<'static>>, u32, u32) {
+        if self.ident.load(Ordering::Acquire) == LABEL_PENDING {
+            return (0, None, 0, 0);
+        }
+        (
+            self.holder.load(Ordering::Relaxed),
+            site_ref(self.site.load(Ordering::Relaxed)),
+            decode_held(self.held.load(Ordering::Relaxed)),
+            self.ended.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The lock is being dropped while the word says it is held (a leaked
+    /// guard): its holds leave every thread record, so that a lock created
+    /// later at the same address is not taken for held.
+    #[cold]
+    pub(crate) fn forget_holds(&self) {
+        let addr = self.addr();
+        for t in thread::all() {
+            for hold in &t.holds {
+                let word = hold.load(Ordering::Relaxed);
+                if word != 0 && thread::untag(word).0 == addr {
+                    let _ = hold.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+            }
+        }
+        crate::diag::order::retired(addr);
+    }
+
+    /// The lock is being dropped.
+    #[inline]
+    pub(crate) fn dropped(&self) {
+        crate::diag::order::retired(self.addr());
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn record_wait(after: After) {
+    after.class.wait.record(after.waited_ns);
+    if let Some(site) = site_ref(after.site) {
+        after.class.sites.add(site, after.waited_ns);
+    }
+}
+
+#[cold]
+fn slow_hold(
+    ident: usize,
+    kind: Kind,
+    mode: Mode,
+    site: *mut Location<'static>,
+    context: u64,
+    held_ms: u32,
+) {
+    let site = site_ref(site).map_or_else(String::new, |s| {
+        format!("{}:{}:{}", s.file(), s.line(), s.column())
+    });
+    tracing::warn!(
+        target: "lockscope",
+        lock = %ident_name(ident, kind),
+        mode = ?mode,
+        site = %site,
+        context,
+        held_ms,
+        "slow lock hold"
+    );
+}
