@@ -147,9 +147,7 @@ impl Case {
     }
 
     /// Throughput, operations per second, on mutex `M` and rwlock `R`.
-    fn run<M: lock_api::RawMutex + Send + Sync, R: lock_api::RawRwLock + Send + Sync>(
-        self,
-    ) -> f64 {
+    fn run<M: lock_api::RawMutex + Send + Sync, R: lock_api::RawRwLock + Send + Sync>(self) -> f64 {
         let ops = self.ops();
         let time = match self {
             Case::MutexUncontended => {
@@ -177,7 +175,7 @@ impl Case {
             Case::MostlyRead(t) => {
                 let l = lock_api::RwLock::<R, u64>::new(0);
                 let op = |x: u64| {
-                    if x % WRITE_EVERY == 0 {
+                    if x.is_multiple_of(WRITE_EVERY) {
                         *l.write() += 1;
                     } else {
                         black_box(*l.read());
@@ -249,9 +247,8 @@ fn memory() -> (f64, f64) {
     });
 
     const CONTENDED: usize = 64;
-    let locks: Vec<lockscope::Mutex<u64>> = (0..=CONTENDED)
-        .map(|_| lockscope::Mutex::new(0))
-        .collect();
+    let locks: Vec<lockscope::Mutex<u64>> =
+        (0..=CONTENDED).map(|_| lockscope::Mutex::new(0)).collect();
     let contended = thread::scope(|s| {
         // Bounded channels: a send allocates nothing.
         let (tx, rx) = mpsc::sync_channel::<usize>(1);

@@ -40,6 +40,7 @@ pub(crate) trait RawDiag {
     fn kind(&self) -> crate::record::Kind;
     fn word_string(&self) -> String;
     /// Whether the word says a thread holds the lock exclusively.
+    #[cfg_attr(not(lockscope_diag), allow(dead_code))]
     fn exclusive(&self) -> bool;
 }
 

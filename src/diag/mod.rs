@@ -89,10 +89,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    #[cfg_attr(
-        not(lockscope_diag),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(lockscope_diag), allow(dead_code))]
     pub(crate) const fn code(self) -> u8 {
         match self {
             Mode::Exclusive => 0,
@@ -101,10 +98,7 @@ impl Mode {
         }
     }
 
-    #[cfg_attr(
-        not(lockscope_diag),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(lockscope_diag), allow(dead_code))]
     pub(crate) const fn from_code(code: u8) -> Mode {
         match code {
             1 => Mode::Shared,
@@ -383,8 +377,7 @@ pub fn with_context<R>(context: u64, f: impl FnOnce() -> R) -> R {
 pub fn set_context(context: u64) -> u64 {
     #[cfg(lockscope_diag)]
     {
-        crate::record::thread::current()
-            .map_or(0, |me| me.context.swap(context, Ordering::Relaxed))
+        crate::record::thread::current().map_or(0, |me| me.context.swap(context, Ordering::Relaxed))
     }
     #[cfg(not(lockscope_diag))]
     {
@@ -429,4 +422,3 @@ pub(crate) fn slow_hold_ms() -> u32 {
     let threshold = &SLOW_HOLD_MS;
     threshold.load(Ordering::Relaxed)
 }
-

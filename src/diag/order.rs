@@ -183,9 +183,9 @@ mod on {
     use std::sync::{Arc, Mutex};
 
     use super::super::{Mode, ThreadInfo};
+    use super::{Callback, OrderViolation, Site};
     use crate::record::lock::ident_name;
     use crate::record::{Kind, thread};
-    use super::{Callback, OrderViolation, Site};
 
     /// Checking was ever on: dropping locks must then leave the graph.
     static EVER: AtomicBool = AtomicBool::new(false);

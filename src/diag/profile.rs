@@ -1,5 +1,8 @@
-//! The contention profile: every live lock ranked by the total time threads
-//! spent waiting for it, like the kernel's lock_stat.
+//! The contention profile: every lock class ranked by the total time
+//! threads spent waiting for its locks, like the kernel's `lock_stat`. A
+//! class is a label, or, for unlabelled locks, a kind and the site of the
+//! first acquisition (all the locks of a `Vec<Mutex<_>>` first locked on one
+//! line are one row).
 //!
 //! ```
 //! let lock = lockscope::Mutex::new(0);
@@ -38,7 +41,7 @@ pub struct SiteWaits {
     pub total: Duration,
 }
 
-/// One row of the profile.
+/// One row of the profile: one lock class.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LockProfile {
@@ -48,7 +51,7 @@ pub struct LockProfile {
     pub label: Option<Arc<str>>,
     /// `"Mutex"`, `"RwLock"` or `"RecursiveRwLock"`.
     pub kind: &'static str,
-    /// Acquisitions: exclusive (exact) plus shared (sampled estimate).
+    /// Acquisitions, exclusive and shared (sampled estimate, see `diag`).
     pub acquisitions: u64,
     /// Of which exclusive.
     pub exclusive: u64,
@@ -81,7 +84,7 @@ pub struct LockProfile {
     pub hold: DurationHistogram,
 }
 
-/// Every live, used lock, ranked by total wait time (most first).
+/// Every lock class, ranked by total wait time (most first).
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Profile {
@@ -89,9 +92,10 @@ pub struct Profile {
     pub locks: Vec<LockProfile>,
 }
 
-/// The contention profile of every live lock that has been used, ranked by
-/// total wait time. Empty with diagnostics off. Takes the registry's mutex
-/// (never taken on a lock path).
+/// The contention profile of every lock class seen so far (classes are
+/// never forgotten, so a class whose locks were all dropped stays), ranked by
+/// total wait time. Empty with diagnostics off. Takes no lock that a lock
+/// path takes.
 pub fn profile() -> Profile {
     #[cfg(lockscope_diag)]
     {
@@ -255,7 +259,7 @@ impl Profile {
         let counters: [Counter; 3] = [
             (
                 "lockscope_acquisitions_total",
-                "Lock acquisitions (exclusive exact, shared sampled).",
+                "Lock acquisitions of the class (sampled estimate).",
                 |l| l.acquisitions,
             ),
             (

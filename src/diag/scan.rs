@@ -76,9 +76,7 @@ fn seen_locks() -> Vec<Seen> {
             .push(h.holder);
     });
     all_waits(|w| {
-        let f = found
-            .entry(w.lock)
-            .or_insert_with(|| new(w.ident, w.kind));
+        let f = found.entry(w.lock).or_insert_with(|| new(w.ident, w.kind));
         f.waiters.push(w.waiter);
         f.word = Some(w.word);
     });

@@ -151,8 +151,10 @@ pub(crate) fn class_stats(class: Option<&Class>) -> LockStats {
 /// The last exclusive holder of a lock, given the ids in its holder field
 /// and (while it is held exclusively) in the holder's slot.
 fn last_holder(diag: &LockDiag, held_by: Option<u32>) -> Option<LastHolder> {
-    let (holder, site, held, ended) = diag.last();
-    let site = site?;
+    let (holder, site, held, ended, released) = diag.last();
+    if !released {
+        return None;
+    }
     let id = match held_by {
         // Held now: the holder's slot remembers who held it before.
         Some(prev) => prev,
@@ -174,7 +176,7 @@ fn last_holder(diag: &LockDiag, held_by: Option<u32>) -> Option<LastHolder> {
     };
     Some(LastHolder {
         thread,
-        site: Some(site),
+        site,
         held: ms(held),
         released_ago: ms(elapsed_ms(ended, clock::now_ms())),
         context,
@@ -286,4 +288,3 @@ pub(crate) fn live_locks() -> Vec<Snapshot> {
         })
         .collect()
 }
-

@@ -5,9 +5,9 @@ use core::panic::Location;
 
 use crate::GuardMarker;
 use crate::diag::Mode;
-use crate::record::{Kind, LockDiag, Wait};
 use crate::raw::fair::{self, TOKEN_HANDOFF, TOKEN_NORMAL, Want};
 use crate::raw::violation::{self, Violation};
+use crate::record::{Kind, LockDiag, Wait};
 use crate::sync::SpinWait;
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::park::{self, FilterOp, ParkResult, UnparkResult};
@@ -44,9 +44,6 @@ pub(crate) const KIND: Kind = Kind::Mutex;
 /// unsafe { raw.unlock(guard) };
 /// assert!(!raw.is_locked());
 /// ```
-// With diagnostics, 32 bytes on one half of a cache line: an acquisition and
-// a release touch one line only, whatever the lock's place in an array.
-#[cfg_attr(lockscope_diag, repr(align(32)))]
 pub struct RawMutex {
     state: AtomicU8,
     pub(crate) diag: LockDiag,
@@ -367,7 +364,8 @@ impl RawMutex {
         if acquired {
             self.diag.acquired_exclusive(KIND, site);
         }
-        self.diag.after_wait(wait, acquired, KIND, Mode::Exclusive, site);
+        self.diag
+            .after_wait(wait, acquired, KIND, Mode::Exclusive, site);
         acquired
     }
 

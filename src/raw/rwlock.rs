@@ -21,9 +21,9 @@ use core::panic::Location;
 
 use crate::GuardMarker;
 use crate::diag::Mode;
-use crate::record::{Kind, LockDiag, Wait};
 use crate::raw::fair::{self, TOKEN_HANDOFF, TOKEN_NORMAL, Want};
 use crate::raw::violation::{self, Violation};
+use crate::record::{Kind, LockDiag, Wait};
 use crate::sync::SpinWait;
 use crate::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::sync::park::{self, FilterOp, ParkResult, ParkToken, UnparkResult};
@@ -103,9 +103,6 @@ const fn broken_invariant(state: usize) -> Option<&'static str> {
 /// unsafe { raw.unlock_shared(a); raw.unlock_shared(b) };
 /// assert!(!raw.is_locked());
 /// ```
-// With diagnostics, 32 bytes on one half of a cache line: an acquisition and
-// a release touch one line only, whatever the lock's place in an array.
-#[cfg_attr(lockscope_diag, repr(align(32)))]
 pub struct RawRwLock<const RECURSIVE: bool = false> {
     state: AtomicUsize,
     pub(crate) diag: LockDiag,
@@ -436,12 +433,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURS
         // Read here: the closure below is not `#[track_caller]`.
         let site = Location::caller();
         lock_api::RawRwLock::try_lock_shared(self).or_else(|| {
-            self.lock_read_slow(
-                Mode::Shared,
-                time::deadline_after(timeout),
-                site,
-            )
-            .then(GuardMarker::new)
+            self.lock_read_slow(Mode::Shared, time::deadline_after(timeout), site)
+                .then(GuardMarker::new)
         })
     }
 
@@ -632,12 +625,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock
         // Read here: the closure below is not `#[track_caller]`.
         let site = Location::caller();
         lock_api::RawRwLockUpgrade::try_lock_upgradable(self).or_else(|| {
-            self.lock_read_slow(
-                Mode::Upgradable,
-                time::deadline_after(timeout),
-                site,
-            )
-            .then(GuardMarker::new)
+            self.lock_read_slow(Mode::Upgradable, time::deadline_after(timeout), site)
+                .then(GuardMarker::new)
         })
     }
 
@@ -941,7 +930,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         } else {
             self.wait_shared(&mut ask)
         };
-        self.diag.after_wait(ask.wait, acquired, Self::KIND, mode, site);
+        self.diag
+            .after_wait(ask.wait, acquired, Self::KIND, mode, site);
         if acquired {
             self.diag.acquired_shared(Self::KIND, mode, site);
         }
@@ -1251,7 +1241,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             if kept {
                 self.upgraded(site);
             }
-            self.diag.after_wait(ask.wait, kept, Self::KIND, Mode::Exclusive, site);
+            self.diag
+                .after_wait(ask.wait, kept, Self::KIND, Mode::Exclusive, site);
             return if kept {
                 Ok(GuardMarker::new())
             } else {

@@ -37,6 +37,9 @@ pub(crate) const RECENT_TIMEOUTS: usize = 8;
 /// One lock class and its statistics.
 #[repr(align(64))]
 pub(crate) struct Class {
+    /// Its place in the class table ([`CLASSES`] for the overflow class):
+    /// what a lock stores to name it.
+    pub(crate) index: u32,
     pub(crate) kind: Kind,
     /// The label of a labelled class.
     pub(crate) label: Option<&'static str>,
@@ -110,6 +113,7 @@ impl Key<'_> {
 impl Class {
     fn new(kind: Kind, label: Option<&'static str>, site: &'static Location<'static>) -> Self {
         Class {
+            index: CLASSES as u32,
             kind,
             label,
             site,
@@ -193,6 +197,8 @@ fn intern(key: Key<'_>, make: impl FnOnce() -> Class) -> &'static Class {
                 let make = make.take().expect("made once");
                 fresh = Box::into_raw(Box::new(make()));
             }
+            // SAFETY: `fresh` is not shared yet.
+            unsafe { (*fresh).index = ((start + probe) % CLASSES) as u32 };
             match entry.compare_exchange(
                 ptr::null_mut(),
                 fresh,
@@ -245,6 +251,16 @@ fn overflow() -> &'static Class {
             }
         }
     }
+}
+
+/// The class at `index` of the table ([`CLASSES`]: the overflow class).
+pub(crate) fn by_index(index: u32) -> Option<&'static Class> {
+    let entry = match TABLE.get(index as usize) {
+        Some(entry) => entry,
+        None => &OVERFLOW,
+    };
+    // SAFETY: entries are leaked classes, never freed.
+    unsafe { entry.load(Ordering::Acquire).as_ref() }
 }
 
 /// Every class so far, the overflow class last.

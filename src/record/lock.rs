@@ -20,7 +20,7 @@
 use core::hint;
 use core::panic::Location;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use super::class::{self, Class};
@@ -29,14 +29,60 @@ use super::hot::HOT;
 use super::thread::{self, SAMPLED, ThreadRecord};
 use super::{Kind, Mode};
 
-/// `ident` tag: the rest is the `&'static Location` of the first acquisition.
+/// `ident` tag: the rest is the [`site_code`] of the first acquisition.
 const SITE: usize = 0b01;
-/// `ident` tag: the rest is the lock's `&'static Class`.
+/// `ident` tag: the rest is the lock's class index ([`class::by_index`]).
 const CLASS: usize = 0b10;
 /// `ident` value of a lock labelled at construction whose class is not yet
-/// looked up: `site` and `ended` hold the label's pointer and length.
+/// looked up: `last` holds the label's pointer, `holder` and `held` its
+/// length.
 const LABEL_PENDING: usize = 0b11;
 const TAGS: usize = 0b11;
+
+/// The address call sites are coded relative to: a static of this crate,
+/// linked into the same image as the code that calls it.
+static ANCHOR: u64 = 0;
+
+/// A call site as 32 bits: its distance from [`ANCHOR`] in units of 8
+/// bytes (a `Location` is 8-aligned), or 0 for a site too far from it (in
+/// another shared object, more than 16 GiB away), which reports show as
+/// unknown.
+#[inline(always)]
+pub(crate) fn site_code(site: &'static Location<'static>) -> u32 {
+    let at = ptr::from_ref(site).expose_provenance();
+    let delta = (at as isize).wrapping_sub(ptr::from_ref(&ANCHOR).addr() as isize) >> 3;
+    match i32::try_from(delta) {
+        Ok(code) if code != 0 => code as u32,
+        _ => 0,
+    }
+}
+
+/// The call site of a [`site_code`].
+pub(crate) fn site_of(code: u32) -> Option<&'static Location<'static>> {
+    if code == 0 {
+        return None;
+    }
+    let at = (ptr::from_ref(&ANCHOR).addr() as isize).wrapping_add((code as i32 as isize) << 3);
+    // SAFETY: a non-zero code is made only by `site_code` from a
+    // `&'static Location` whose provenance it exposed, at this distance
+    // from the anchor.
+    unsafe { ptr::with_exposed_provenance::<Location<'static>>(at as usize).as_ref() }
+}
+
+/// `ident` of the first site `site`: its code, if it fits in 30 bits.
+fn site_ident(site: &'static Location<'static>) -> usize {
+    let code = site_code(site) as i32;
+    if (-(1 << 29)..(1 << 29)).contains(&code) && code != 0 {
+        ((code as u32 as usize) << 2 & 0xFFFF_FFFF) | SITE
+    } else {
+        0
+    }
+}
+
+/// `ident` of a class.
+fn class_ident(class: &Class) -> usize {
+    (class.index as usize) << 2 | CLASS
+}
 
 /// Holds at least this long (in ms) are stored in `held` in units of
 /// `1 << LONG_SHIFT` ms (about a second), with the top bit set.
@@ -65,26 +111,26 @@ fn decode_held(held: u16) -> u32 {
     }
 }
 
-/// A lock's diagnostics, in the lock itself: 24 bytes.
-#[repr(C)]
+/// A lock's diagnostics, in the lock itself: 16 bytes.
 pub(crate) struct LockDiag {
+    /// The last exclusive hold: its call site's code ([`site_code`]) in the
+    /// low 32 bits and the coarse time it ended in the high ones, stored as
+    /// one word by the release (a pointer without provenance). Before the
+    /// first acquisition of a lock labelled at construction: the label's
+    /// pointer.
+    last: AtomicPtr<u8>,
     /// The exclusive holder's thread id ([`thread::short_id`]) while the
     /// lock is held exclusively; after that, the last exclusive holder's; 0:
     /// never held exclusively. Written only by the exclusive holder.
     holder: AtomicU16,
     /// How long the last exclusive hold lasted ([`encode_held`]).
     held: AtomicU16,
-    /// Coarse time at which the last exclusive hold ended.
-    ended: AtomicU32,
-    /// Where the last exclusive hold was acquired; null before the first
-    /// exclusive release.
-    site: AtomicPtr<Location<'static>>,
     /// The lock's identity: 0 (never acquired nor labelled), a first site
     /// ([`SITE`]), a class ([`CLASS`]) or [`LABEL_PENDING`].
-    ident: AtomicUsize,
+    ident: AtomicU32,
 }
 
-const _: () = assert!(size_of::<LockDiag>() == 24);
+const _: () = assert!(size_of::<LockDiag>() == 16);
 
 /// What an exclusive release leaves for after the lock word is released, so
 /// that no histogram update lengthens the critical section: a wait to
@@ -157,23 +203,23 @@ pub(crate) fn site_text(site: *mut Location<'static>) -> String {
 #[cold]
 pub(crate) fn class_of(ident: usize, kind: Kind) -> Option<&'static Class> {
     match ident & TAGS {
-        // SAFETY: CLASS idents are made only from `&'static Class`.
-        CLASS => Some(unsafe { &*((ident & !TAGS) as *const Class) }),
-        SITE => {
-            // SAFETY: SITE idents are made only from `&'static Location`.
-            let site = unsafe { &*((ident & !TAGS) as *const Location<'static>) };
-            Some(class::of_site(site, kind))
-        }
+        CLASS => class::by_index((ident >> 2) as u32),
+        SITE => ident_site(ident).map(|site| class::of_site(site, kind)),
         _ => None,
     }
+}
+
+/// The first site a `SITE` identity names.
+fn ident_site(ident: usize) -> Option<&'static Location<'static>> {
+    // Sign-extends the 30-bit code.
+    site_of((((ident as u32) as i32) >> 2) as u32)
 }
 
 /// The class a static identity names, if it has been created (never
 /// creates one: for reports).
 pub(crate) fn known_class(ident: usize) -> Option<&'static Class> {
     match ident & TAGS {
-        // SAFETY: as in `class_of`.
-        CLASS => Some(unsafe { &*((ident & !TAGS) as *const Class) }),
+        CLASS => class::by_index((ident >> 2) as u32),
         _ => None,
     }
 }
@@ -181,18 +227,14 @@ pub(crate) fn known_class(ident: usize) -> Option<&'static Class> {
 /// The name a static identity gives a lock of `kind`: its class's label,
 /// else its kind and first site.
 pub(crate) fn ident_name(ident: usize, kind: Kind) -> String {
-    match ident & TAGS {
-        CLASS => known_class(ident).map_or_else(String::new, Class::name),
-        SITE => {
-            // SAFETY: as in `class_of`.
-            let site = unsafe { &*((ident & !TAGS) as *const Location<'static>) };
-            format!(
-                "{} first locked at {}:{}",
-                kind.name(),
-                site.file(),
-                site.line()
-            )
-        }
+    match (ident & TAGS, known_class(ident), ident_site(ident)) {
+        (CLASS, Some(class), _) => class.name(),
+        (SITE, _, Some(site)) => format!(
+            "{} first locked at {}:{}",
+            kind.name(),
+            site.file(),
+            site.line()
+        ),
         _ => format!("{} (unnamed)", kind.name()),
     }
 }
@@ -203,10 +245,7 @@ pub(crate) fn ident_parts(
 ) -> (Option<&'static str>, Option<&'static Location<'static>>) {
     match ident & TAGS {
         CLASS => known_class(ident).map_or((None, None), |c| (c.label, Some(c.site))),
-        // SAFETY: as in `class_of`.
-        SITE => (None, Some(unsafe {
-            &*((ident & !TAGS) as *const Location<'static>)
-        })),
+        SITE => (None, ident_site(ident)),
         _ => (None, None),
     }
 }
@@ -224,21 +263,35 @@ fn coarse_now() -> u32 {
 
 impl LockDiag {
     pub(crate) const fn new(label: Option<&'static str>) -> Self {
-        let (site, len, ident) = match label {
-            Some(label) => (
-                label.as_ptr().cast::<Location<'static>>().cast_mut(),
-                label.len() as u32,
-                LABEL_PENDING,
-            ),
-            None => (ptr::null_mut(), 0, 0),
-        };
-        LockDiag {
-            holder: AtomicU16::new(0),
-            held: AtomicU16::new(0),
-            ended: AtomicU32::new(len),
-            site: AtomicPtr::new(site),
-            ident: AtomicUsize::new(ident),
+        match label {
+            Some(label) => LockDiag {
+                last: AtomicPtr::new(label.as_ptr().cast_mut()),
+                holder: AtomicU16::new(label.len() as u16),
+                held: AtomicU16::new((label.len() >> 16) as u16),
+                ident: AtomicU32::new(LABEL_PENDING as u32),
+            },
+            None => LockDiag {
+                last: AtomicPtr::new(ptr::null_mut()),
+                holder: AtomicU16::new(0),
+                held: AtomicU16::new(0),
+                ident: AtomicU32::new(0),
+            },
         }
+    }
+
+    /// The pending label's bytes: `last`, `holder` and `held` as `new`
+    /// stored them.
+    ///
+    /// # Safety
+    /// `ident` must be [`LABEL_PENDING`], and nothing may have written these
+    /// fields since `new` (a holder resolves the label before it writes them;
+    /// a reader that does not hold the lock checks `ident` again after).
+    unsafe fn pending_label(&self) -> &'static str {
+        let ptr = self.last.load(Ordering::Relaxed);
+        let len = usize::from(self.holder.load(Ordering::Relaxed))
+            | usize::from(self.held.load(Ordering::Relaxed)) << 16;
+        // SAFETY: per the caller, the pointer and length of a `&'static str`.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) }
     }
 
     /// The address that keys this lock in hold and wait slots.
@@ -250,9 +303,8 @@ impl LockDiag {
     /// The lock's static identity, set at its first acquisition.
     #[inline(always)]
     fn ident_for(&self, kind: Kind, site: &'static Location<'static>) -> usize {
-        let ident = self.ident.load(Ordering::Acquire);
-        let tag = ident & TAGS;
-        if tag == 0 || ident == LABEL_PENDING {
+        let ident = self.ident.load(Ordering::Acquire) as usize;
+        if ident & TAGS == 0 || ident == LABEL_PENDING {
             hint::cold_path();
             return self.resolve(kind, site);
         }
@@ -265,33 +317,34 @@ impl LockDiag {
     #[inline(never)]
     fn resolve(&self, kind: Kind, site: &'static Location<'static>) -> usize {
         loop {
-            let ident = self.ident.load(Ordering::Acquire);
+            let ident = self.ident.load(Ordering::Acquire) as usize;
             let next = if ident == 0 {
-                site_ptr(site).addr() | SITE
+                match site_ident(site) {
+                    0 => class_ident(class::of_site(site, kind)),
+                    ident => ident,
+                }
             } else if ident == LABEL_PENDING {
-                // Only a holder resolves, and a release (which overwrites
-                // `site` and `ended`) happens only after a resolution.
-                let (ptr, len) = (self.site.load(Ordering::Relaxed), self.ended.load(Ordering::Relaxed));
-                // SAFETY: `new` stored a `&'static str`'s pointer and length,
-                // and nothing has overwritten them (see above).
-                let label = unsafe {
-                    core::str::from_utf8_unchecked(core::slice::from_raw_parts(
-                        ptr.cast::<u8>(),
-                        len as usize,
-                    ))
-                };
-                ptr::from_ref(class::of_label(label, kind, site)).addr() | CLASS
+                // SAFETY: only a holder resolves, and a release (which
+                // overwrites the fields) happens only after a resolution.
+                let label = unsafe { self.pending_label() };
+                class_ident(class::of_label(label, kind, site))
             } else {
                 return ident;
             };
             if self
                 .ident
-                .compare_exchange(ident, next, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    ident as u32,
+                    next as u32,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 if ident == LABEL_PENDING {
-                    self.site.store(ptr::null_mut(), Ordering::Relaxed);
-                    self.ended.store(0, Ordering::Relaxed);
+                    self.last.store(ptr::null_mut(), Ordering::Relaxed);
+                    self.holder.store(0, Ordering::Relaxed);
+                    self.held.store(0, Ordering::Relaxed);
                 }
                 return next;
             }
@@ -307,8 +360,8 @@ impl LockDiag {
             // From now on the lock names its class directly (one
             // compare-exchange, once).
             let _ = self.ident.compare_exchange(
-                ident,
-                ptr::from_ref(class).addr() | CLASS,
+                ident as u32,
+                class_ident(class) as u32,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );
@@ -335,9 +388,12 @@ impl LockDiag {
             return;
         };
         me.fill(i, site, coarse_now(), ident, kind as u8);
-        me.slots[i]
-            .prev
-            .store(u32::from(self.holder.load(Ordering::Relaxed)), Ordering::Relaxed);
+        let slot = &me.slots[i];
+        slot.site_code.store(site_code(site), Ordering::Relaxed);
+        slot.prev.store(
+            u32::from(self.holder.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         self.holder.store(me.short, Ordering::Relaxed);
         let mut word = thread::tag(self.addr(), Mode::Exclusive);
         if let Some((gap, timed)) = me.sample() {
@@ -377,7 +433,7 @@ impl LockDiag {
         // The slot names the class from now on, so the release needs no lookup.
         me.slots[i]
             .ident
-            .store(ptr::from_ref(class).addr() | CLASS, Ordering::Relaxed);
+            .store(class_ident(class), Ordering::Relaxed);
         if timed {
             me.slots[i]
                 .sampled_at
@@ -414,10 +470,7 @@ impl LockDiag {
             hint::cold_path();
             return self.release_exclusive_rare(Some(me));
         }
-        self.site
-            .store(slot.site.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.held.store(held as u16, Ordering::Relaxed);
-        self.ended.store(now, Ordering::Relaxed);
+        self.set_last(slot.site_code.load(Ordering::Relaxed), now, held as u16);
         me.holds[0].store(0, Ordering::Release);
         Release { after: None }
     }
@@ -441,9 +494,7 @@ impl LockDiag {
                     .overflow
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             }
-            self.site.store(ptr::null_mut(), Ordering::Relaxed);
-            self.held.store(0, Ordering::Relaxed);
-            self.ended.store(now, Ordering::Relaxed);
+            self.set_last(0, now, 0);
             return Release { after: None };
         };
         let slot = &owner.slots[i];
@@ -452,9 +503,11 @@ impl LockDiag {
         let site = slot.site.load(Ordering::Relaxed);
         let ident = slot.ident.load(Ordering::Relaxed);
         let kind = Kind::from_code(slot.kind.load(Ordering::Relaxed));
-        self.site.store(site, Ordering::Relaxed);
-        self.held.store(encode_held(held), Ordering::Relaxed);
-        self.ended.store(now, Ordering::Relaxed);
+        self.set_last(
+            slot.site_code.load(Ordering::Relaxed),
+            now,
+            encode_held(held),
+        );
         let mut after = None;
         if word & SAMPLED != 0 {
             let class = class_of(ident, kind);
@@ -574,7 +627,11 @@ impl LockDiag {
     /// only once its hold word is set), so a compare-exchange that fails
     /// leaves nothing to undo.
     #[inline(always)]
-    pub(crate) fn preparing_shared(&self, kind: Kind, site: &'static Location<'static>) -> Prepared {
+    pub(crate) fn preparing_shared(
+        &self,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) -> Prepared {
         let me = thread::current().filter(|me| me.holds[0].load(Ordering::Relaxed) == 0);
         if let Some(me) = me {
             let ident = self.ident_for(kind, site);
@@ -660,7 +717,14 @@ impl LockDiag {
         }
         if held >= super::slow_hold_ms() {
             let site = slot.site.load(Ordering::Relaxed);
-            slow_hold(ident, kind, mode, site, slot.context.load(Ordering::Relaxed), held);
+            slow_hold(
+                ident,
+                kind,
+                mode,
+                site,
+                slot.context.load(Ordering::Relaxed),
+                held,
+            );
         }
         if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
             owner.holds[i].store(0, Ordering::Release);
@@ -699,8 +763,7 @@ impl LockDiag {
             let class = self.class(kind, site);
             class.contended.fetch_add(1, Ordering::Relaxed);
             let slot = &me.wait;
-            slot.ident
-                .store(ptr::from_ref(class).addr() | CLASS, Ordering::Relaxed);
+            slot.ident.store(class_ident(class), Ordering::Relaxed);
             slot.kind.store(kind as u8, Ordering::Relaxed);
             slot.mode.store(mode.code(), Ordering::Relaxed);
             slot.since_ms.store(clock::now_ms(), Ordering::Relaxed);
@@ -816,7 +879,7 @@ impl LockDiag {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        let ident = ptr::from_ref(class).addr() | CLASS;
+        let ident = class_ident(class);
         tracing::warn!(
             target: "lockscope",
             lock = %ident_name(ident, kind),
@@ -845,13 +908,13 @@ impl LockDiag {
         let _ = self.ident_for(kind, site);
         let class = class::of_label(label, kind, site);
         self.ident
-            .store(ptr::from_ref(class).addr() | CLASS, Ordering::Release);
+            .store(class_ident(class) as u32, Ordering::Release);
     }
 
     /// The lock's static identity, resolving a pending label; 0 if the lock
     /// was never acquired nor labelled.
     pub(crate) fn ident(&self, kind: Kind) -> usize {
-        match self.ident.load(Ordering::Acquire) {
+        match self.ident.load(Ordering::Acquire) as usize {
             LABEL_PENDING => self.read_pending_label(kind),
             ident => ident,
         }
@@ -863,35 +926,43 @@ impl LockDiag {
     /// says "pending" after they were read.
     #[cold]
     fn read_pending_label(&self, kind: Kind) -> usize {
-        let ptr = self.site.load(Ordering::Relaxed);
-        let len = self.ended.load(Ordering::Relaxed);
+        let ptr = self.last.load(Ordering::Relaxed);
+        let len = usize::from(self.holder.load(Ordering::Relaxed))
+            | usize::from(self.held.load(Ordering::Relaxed)) << 16;
         fence(Ordering::Acquire);
-        if self.ident.load(Ordering::Relaxed) != LABEL_PENDING {
-            return self.ident.load(Ordering::Acquire);
+        if self.ident.load(Ordering::Relaxed) as usize != LABEL_PENDING {
+            return self.ident.load(Ordering::Acquire) as usize;
         }
         // SAFETY: `ident` was still pending after the fields were read, so
         // they are what `new` stored: a `&'static str`'s pointer and length.
-        let label = unsafe {
-            core::str::from_utf8_unchecked(core::slice::from_raw_parts(
-                ptr.cast::<u8>(),
-                len as usize,
-            ))
-        };
-        ptr::from_ref(class::of_label(label, kind, Location::caller())).addr() | CLASS
+        let label =
+            unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) };
+        class_ident(class::of_label(label, kind, Location::caller()))
+    }
+
+    /// Stores the last exclusive hold: its site's code, end and length.
+    #[inline(always)]
+    fn set_last(&self, site_code: u32, ended: u32, held: u16) {
+        let word = site_code as usize | (ended as usize) << 32;
+        self.last
+            .store(ptr::without_provenance_mut(word), Ordering::Relaxed);
+        self.held.store(held, Ordering::Relaxed);
     }
 
     /// The id of the lock's exclusive holder now or last, the last hold's
     /// site, length (ms) and end (coarse ms). Racy by nature: read by
     /// snapshots while the lock may change hands.
-    pub(crate) fn last(&self) -> (u16, Option<&'static Location<'static>>, u32, u32) {
-        if self.ident.load(Ordering::Acquire) == LABEL_PENDING {
-            return (0, None, 0, 0);
+    pub(crate) fn last(&self) -> (u16, Option<&'static Location<'static>>, u32, u32, bool) {
+        if self.ident.load(Ordering::Acquire) as usize == LABEL_PENDING {
+            return (0, None, 0, 0, false);
         }
+        let word = self.last.load(Ordering::Relaxed).addr() as u64;
         (
             self.holder.load(Ordering::Relaxed),
-            site_ref(self.site.load(Ordering::Relaxed)),
+            site_of(word as u32),
             decode_held(self.held.load(Ordering::Relaxed)),
-            self.ended.load(Ordering::Relaxed),
+            (word >> 32) as u32,
+            word != 0,
         )
     }
 

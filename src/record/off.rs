@@ -31,12 +31,7 @@ impl LockDiag {
     }
 
     #[inline(always)]
-    pub(crate) fn acquired_exclusive(
-        &self,
-        _kind: Kind,
-        _site: &'static Location<'static>,
-    ) {
-    }
+    pub(crate) fn acquired_exclusive(&self, _kind: Kind, _site: &'static Location<'static>) {}
 
     #[inline(always)]
     pub(crate) fn releasing_exclusive(&self) -> Release {
@@ -110,11 +105,5 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn cancel_wait(&self) {}
 
-    pub(crate) fn set_label(
-        &self,
-        _kind: Kind,
-        _site: &'static Location<'static>,
-        _label: &str,
-    ) {
-    }
+    pub(crate) fn set_label(&self, _kind: Kind, _site: &'static Location<'static>, _label: &str) {}
 }

@@ -69,6 +69,9 @@ pub(crate) struct HoldSlot {
     /// The lock's kind ([`super::Kind`] code).
     pub(crate) kind: AtomicU8,
     pub(crate) site: AtomicPtr<Location<'static>>,
+    /// For an exclusive hold: the site as the lock stores it
+    /// (`lock::site_code`).
+    pub(crate) site_code: AtomicU32,
     pub(crate) context: AtomicU64,
     /// The lock's static identity (a class or first site, never a per-lock
     /// record): what names it in reports.
@@ -274,6 +277,7 @@ fn create() -> &'static ThreadRecord {
                 since_ms: AtomicU32::new(0),
                 kind: AtomicU8::new(0),
                 site: AtomicPtr::new(ptr::null_mut()),
+                site_code: AtomicU32::new(0),
                 context: AtomicU64::new(0),
                 ident: AtomicUsize::new(0),
                 prev: AtomicU32::new(0),
