@@ -1,5 +1,6 @@
 //! Soak: 16 threads of mixed lock and cache operations for a while, with
-//! invariant checks and the watchdog on. Prints operations done, invariant
+//! invariant checks and the watchdog on: a few hot locks, 16,384 locks taken
+//! at random, locks created, used and dropped, and the cache. Prints operations done, invariant
 //! violations (must be 0), stalls reported (must be 0) and the contention
 //! profile; exits non-zero if either count is not 0.
 //!
@@ -33,7 +34,14 @@ struct Shared {
     ready: Condvar,
     nested: ReentrantMutex<std::cell::Cell<u64>>,
     cache: TwoTierCache<u64, u64>,
+    /// Many per-object locks, each with the pair invariant of `pair`.
+    many: Vec<Mutex<(i64, i64)>>,
+    /// As many reader-writer locks, each with the copy invariant of `config`.
+    many_rw: Vec<RwLock<(u64, u64)>>,
 }
+
+/// Locks in `Shared::many` and `Shared::many_rw`.
+const MANY: usize = 16_384;
 
 fn main() -> ExitCode {
     let secs: f64 = match std::env::args().nth(1).map(|s| s.parse()) {
@@ -54,6 +62,8 @@ fn main() -> ExitCode {
             .capacity(4096)
             .build()
             .expect("a valid cache"),
+        many: (0..MANY).map(|_| Mutex::new((0, 0))).collect(),
+        many_rw: (0..MANY).map(|_| RwLock::new((0, 0))).collect(),
     });
     let stalls = Arc::new(AtomicU64::new(0));
     let dog = {
@@ -128,7 +138,7 @@ fn work(t: u64, s: &Shared, broken: &AtomicU64, ops: &AtomicU64, stop: &AtomicBo
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        match rng % 10 {
+        match rng % 14 {
             0 | 1 => {
                 let mut p = s.pair.lock();
                 p.0 += 1;
@@ -173,6 +183,38 @@ fn work(t: u64, s: &Shared, broken: &AtomicU64, ops: &AtomicU64, stop: &AtomicBo
                 let inner = s.nested.lock();
                 inner.set(inner.get() + 1);
                 check(outer.get() == inner.get());
+            }
+            10 => {
+                let i = (rng >> 20) as usize % MANY;
+                let mut p = s.many[i].lock();
+                p.0 += 1;
+                p.1 -= 1;
+                check(p.0 + p.1 == 0);
+            }
+            11 => {
+                let i = (rng >> 20) as usize % MANY;
+                if rng & 0x100 == 0 {
+                    let mut w = s.many_rw[i].write();
+                    w.0 += 1;
+                    w.1 = w.0;
+                } else {
+                    let r = s.many_rw[i].read();
+                    check(r.0 == r.1);
+                }
+            }
+            12 => {
+                // A short-lived lock: made, used from two modes, dropped.
+                let lock = Box::new(RwLock::new((rng, rng)));
+                {
+                    let r = lock.read();
+                    check(r.0 == r.1);
+                }
+                let mut w = lock.write();
+                w.0 = w.0.wrapping_add(1);
+                w.1 = w.0;
+                drop(w);
+                let m = Mutex::new(rng);
+                check(*m.lock() == rng);
             }
             _ => {
                 let key = rng % 8192;
