@@ -31,12 +31,13 @@
 //!   of every hold (exclusive, shared, upgradable; up to 16 per thread), and
 //!   what the thread waits for;
 //! - per lock class (the label, else the kind and the site of the first
-//!   acquisition, as Linux's `lock_stat`), exact: contended acquisitions
-//!   (those that had to park), timeouts, the wait-time histogram and the
-//!   waits per call site; sampled: acquisition counts (one acquisition in 64
-//!   per thread on average, random gaps, each sample counting for the
-//!   thread's acquisitions since its previous sample: an unbiased
-//!   estimate), and the hold-time histogram (one sample in 4 is timed);
+//!   acquisition, as Linux's `lock_stat`), exact: acquisition counts
+//!   (counted by each thread in its own record, in a stripe per class, and
+//!   moved to the class when the stripe changes class or the thread exits;
+//!   a report adds the stripes in), contended acquisitions (those that had
+//!   to park), timeouts, the wait-time histogram and the waits per call
+//!   site; sampled: the hold-time histogram (one acquisition in 256 per
+//!   thread and class is timed);
 //! - coarse (1 ms ticks): holder and waiter ages, last hold duration, the
 //!   slow-hold threshold.
 //!
@@ -259,9 +260,9 @@ impl DurationHistogram {
 /// Counts and distributions of one lock class (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct LockStats {
-    /// Exclusive acquisitions, upgrades included (sampled estimate).
+    /// Exclusive acquisitions, upgrades included.
     pub exclusive_acquisitions: u64,
-    /// Shared and upgradable acquisitions (sampled estimate).
+    /// Shared and upgradable acquisitions.
     pub shared_acquisitions: u64,
     /// Acquisitions that had to park.
     pub contended: u64,
@@ -325,7 +326,7 @@ impl fmt::Display for Snapshot {
         let s = &self.stats;
         writeln!(
             f,
-            "  acquisitions: {} exclusive, ~{} shared; {} contended, {} timeouts; wait max {:?}, hold max {:?} (sampled)",
+            "  acquisitions (class): {} exclusive, {} shared; {} contended, {} timeouts; wait max {:?}, hold max {:?} (sampled)",
             s.exclusive_acquisitions,
             s.shared_acquisitions,
             s.contended,

@@ -51,7 +51,7 @@ pub struct LockProfile {
     pub label: Option<Arc<str>>,
     /// `"Mutex"`, `"RwLock"` or `"RecursiveRwLock"`.
     pub kind: &'static str,
-    /// Acquisitions, exclusive and shared (sampled estimate, see `diag`).
+    /// Acquisitions, exclusive and shared.
     pub acquisitions: u64,
     /// Of which exclusive.
     pub exclusive: u64,
@@ -100,8 +100,9 @@ pub fn profile() -> Profile {
     #[cfg(lockscope_diag)]
     {
         let mut locks = Vec::new();
+        let striped = super::view::striped_counts();
         for class in crate::record::class::all() {
-            let s = super::view::class_stats(Some(class));
+            let s = super::view::class_stats(Some(class), Some(&striped));
             locks.push(LockProfile {
                 name: class.name(),
                 label: class.label.map(Arc::from),
@@ -259,7 +260,7 @@ impl Profile {
         let counters: [Counter; 3] = [
             (
                 "lockscope_acquisitions_total",
-                "Lock acquisitions of the class (sampled estimate).",
+                "Lock acquisitions of the class.",
                 |l| l.acquisitions,
             ),
             (

@@ -2,7 +2,7 @@
 //! waiters (from the threads' records), its last holder (from the lock),
 //! its statistics (from its class).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -136,16 +136,48 @@ fn waiters_of(lock: usize) -> Vec<Waiter> {
     waiters
 }
 
-/// The statistics of a class (empty for none).
-pub(crate) fn class_stats(class: Option<&Class>) -> LockStats {
-    class.map_or_else(LockStats::default, |c| LockStats {
-        exclusive_acquisitions: c.exclusive.load(Ordering::Relaxed),
-        shared_acquisitions: c.shared.load(Ordering::Relaxed),
+/// Acquisitions counted in the threads' stripes and not yet moved to their
+/// classes, by class index: (exclusive, shared).
+pub(crate) fn striped_counts() -> HashMap<u32, (u64, u64)> {
+    let mut counts: HashMap<u32, (u64, u64)> = HashMap::new();
+    for t in thread::all() {
+        for stripe in &t.stripes {
+            let ident = stripe.ident.load(Ordering::Acquire);
+            if ident == 0 {
+                continue;
+            }
+            let kind = Kind::from_code(stripe.kind.load(Ordering::Relaxed));
+            if let Some(class) = lockrec::class_of(ident, kind) {
+                let entry = counts.entry(class.index).or_default();
+                entry.0 += stripe.exclusive.load(Ordering::Relaxed);
+                entry.1 += stripe.shared.load(Ordering::Relaxed);
+            }
+        }
+    }
+    counts
+}
+
+/// The statistics of a class (empty for none); `striped` from
+/// [`striped_counts`], or `None` to read the stripes for this class alone.
+pub(crate) fn class_stats(
+    class: Option<&Class>,
+    striped: Option<&HashMap<u32, (u64, u64)>>,
+) -> LockStats {
+    let Some(c) = class else {
+        return LockStats::default();
+    };
+    let (exclusive, shared) = match striped {
+        Some(map) => map.get(&c.index).copied().unwrap_or_default(),
+        None => striped_counts().get(&c.index).copied().unwrap_or_default(),
+    };
+    LockStats {
+        exclusive_acquisitions: c.exclusive.load(Ordering::Relaxed) + exclusive,
+        shared_acquisitions: c.shared.load(Ordering::Relaxed) + shared,
         contended: c.contended.load(Ordering::Relaxed),
         timeouts: c.timeouts.load(Ordering::Relaxed),
         wait: c.wait.snapshot(),
         hold: c.hold.snapshot(),
-    })
+    }
 }
 
 /// The last exclusive holder of a lock, given the ids in its holder field
@@ -231,7 +263,7 @@ pub(crate) fn snapshot(
         holders,
         waiters: waiters_of(lock),
         last_holder: last_holder(diag, prev),
-        stats: class_stats(class.or_else(|| lockrec::class_of(ident, kind))),
+        stats: class_stats(class.or_else(|| lockrec::class_of(ident, kind)), None),
         recent_timeouts: class.map_or_else(Vec::new, |c| c.timeouts_of(lock)),
     })
 }
@@ -266,6 +298,7 @@ pub(crate) fn live_locks() -> Vec<Snapshot> {
             .waiters
             .push(w.waiter);
     });
+    let striped = striped_counts();
     found
         .into_iter()
         .map(|(lock, f)| {
@@ -282,7 +315,7 @@ pub(crate) fn live_locks() -> Vec<Snapshot> {
                 holders,
                 waiters: f.waiters,
                 last_holder: None,
-                stats: class_stats(class),
+                stats: class_stats(class, Some(&striped)),
                 recent_timeouts: class.map_or_else(Vec::new, |c| c.timeouts_of(lock)),
             }
         })

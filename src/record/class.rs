@@ -14,9 +14,10 @@
 //! paths only (the lock keeps its class once it is known). Classes past the
 //! table's capacity share one overflow class.
 //!
-//! Counts kept here: sampled acquisition counts (estimates, see
-//! `thread::SAMPLE_GAP`), sampled hold times, and exact counts of what
-//! only slow paths pay for: contended acquisitions, waits and timeouts.
+//! Counts kept here: acquisitions (exact; each thread counts in its own
+//! record and moves its counts here, see `thread::Stripe`), sampled hold
+//! times, and exact counts of what only slow paths pay for: contended
+//! acquisitions, waits and timeouts.
 
 use core::panic::Location;
 use core::ptr;
@@ -46,9 +47,9 @@ pub(crate) struct Class {
     /// For an unlabelled class, its key: where its locks were first
     /// acquired. For a labelled one, where the first of its locks was.
     pub(crate) site: &'static Location<'static>,
-    /// Exclusive acquisitions (sampled estimate).
+    /// Exclusive acquisitions moved here from the threads' stripes.
     pub(crate) exclusive: AtomicU64,
-    /// Shared and upgradable acquisitions (sampled estimate).
+    /// Shared and upgradable acquisitions moved here from the threads' stripes.
     pub(crate) shared: AtomicU64,
     /// Acquisitions that parked (exact).
     pub(crate) contended: AtomicU64,

@@ -396,52 +396,15 @@ impl LockDiag {
         );
         self.holder.store(me.short, Ordering::Relaxed);
         let mut word = thread::tag(self.addr(), Mode::Exclusive);
-        if let Some((gap, timed)) = me.sample() {
+        if me.count(ident, kind as u8, true) {
             hint::cold_path();
-            word |= self.sampled(me, i, kind, site, Mode::Exclusive, gap, timed);
+            word |= timed(me, i);
         }
         if HOT.order_on.load(Ordering::Relaxed) {
             hint::cold_path();
             crate::diag::order::acquired(self.addr(), ident, kind, Mode::Exclusive, site);
         }
         me.publish(i, word);
-    }
-
-    /// A sampled acquisition: counts the sample's gap in the class, and
-    /// starts timing the hold if it is timed (returns the hold word's
-    /// [`SAMPLED`] bit then).
-    #[cold]
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn sampled(
-        &self,
-        me: &ThreadRecord,
-        i: usize,
-        kind: Kind,
-        site: &'static Location<'static>,
-        mode: Mode,
-        gap: u32,
-        timed: bool,
-    ) -> usize {
-        let class = self.class(kind, site);
-        let count = if mode == Mode::Exclusive {
-            &class.exclusive
-        } else {
-            &class.shared
-        };
-        count.fetch_add(u64::from(gap), Ordering::Relaxed);
-        // The slot names the class from now on, so the release needs no lookup.
-        me.slots[i]
-            .ident
-            .store(class_ident(class), Ordering::Relaxed);
-        if timed {
-            me.slots[i]
-                .sampled_at
-                .store(clock::precise_ns(), Ordering::Relaxed);
-            SAMPLED
-        } else {
-            0
-        }
     }
 
     /// The exclusive holder is about to release the lock. Hand the result to
@@ -609,9 +572,9 @@ impl LockDiag {
         ident: usize,
     ) {
         let mut word = thread::tag(self.addr(), mode);
-        if let Some((gap, timed)) = me.sample() {
+        if me.count(ident, kind as u8, false) {
             hint::cold_path();
-            word |= self.sampled(me, i, kind, site, mode, gap, timed);
+            word |= timed(me, i);
         }
         if HOT.order_on.load(Ordering::Relaxed) {
             hint::cold_path();
@@ -988,6 +951,17 @@ impl LockDiag {
     pub(crate) fn dropped(&self) {
         crate::diag::order::retired(self.addr());
     }
+}
+
+/// Starts timing the hold in `me`'s slot `i` for the hold-time histogram;
+/// returns the hold word's [`SAMPLED`] bit.
+#[cold]
+#[inline(never)]
+fn timed(me: &ThreadRecord, i: usize) -> usize {
+    me.slots[i]
+        .sampled_at
+        .store(clock::precise_ns(), Ordering::Relaxed);
+    SAMPLED
 }
 
 #[cold]

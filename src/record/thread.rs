@@ -30,13 +30,13 @@ use super::Mode;
 /// Holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
 pub(crate) const HOLD_SLOTS: usize = 16;
-/// Acquisitions per sampled one, on average (random gaps in
-/// `1..=2 * SAMPLE_GAP - 1`): a sample counts for the acquisitions of its gap
-/// in its lock's class.
-pub(crate) const SAMPLE_GAP: u32 = 64;
-/// Samples per timed one (for the hold-time histogram): a timed hold reads
-/// the precise clock twice.
-pub(crate) const TIMED_PER_SAMPLE: u32 = 4;
+/// The classes whose acquisitions a thread counts in its own record at once
+/// (direct-mapped by class identity): a thread that takes locks of more
+/// classes than this, in turn, moves counts to the classes more often.
+pub(crate) const STRIPES: usize = 4;
+/// Acquisitions per timed one, on average (for the hold-time histogram): a
+/// timed hold reads the precise clock twice.
+pub(crate) const TIMED_GAP: u64 = 256;
 /// Exclusive releases with a context that a thread remembers.
 pub(crate) const RELEASED: usize = 4;
 /// Bytes of a thread's name that reports show; longer names are cut there
@@ -87,6 +87,15 @@ pub(crate) struct HoldSlot {
     pub(crate) waited_ns: AtomicU64,
 }
 
+/// One class's acquisitions by one thread, not yet moved to the class.
+pub(crate) struct Stripe {
+    /// The class's static identity (`lock::class_of`); 0: none.
+    pub(crate) ident: AtomicUsize,
+    pub(crate) kind: AtomicU8,
+    pub(crate) exclusive: AtomicU64,
+    pub(crate) shared: AtomicU64,
+}
+
 /// What the thread waits for, while it is parked on a lock.
 pub(crate) struct WaitSlot {
     /// The lock's address; 0: not waiting.
@@ -117,11 +126,10 @@ pub(crate) struct ThreadRecord {
     released_next: AtomicU32,
     /// Holds that found no free slot and have not been released.
     pub(crate) overflow: AtomicU32,
-    /// Acquisitions left until the next sampled one.
-    countdown: AtomicU32,
-    /// The length of the current sampling gap: what the next sample stands for.
-    last_gap: AtomicU32,
-    rng: AtomicU32,
+    /// Acquisition counts of the classes this thread uses most recently:
+    /// exact counts, in the thread's own record, moved to the class when a
+    /// stripe changes class or the thread exits.
+    pub(crate) stripes: [Stripe; STRIPES],
     /// Small number, stable while the thread lives; reused after it exits.
     pub(crate) id: u32,
     /// The id as a lock stores it ([`short_id`]).
@@ -179,6 +187,7 @@ impl Drop for Releaser {
         let record = CURRENT.with(|c| c.replace(ptr::null()));
         TORN_DOWN.with(|t| t.set(true));
         if let Some(record) = unsafe_ref(record) {
+            record.flush_stripes();
             record.context.store(0, Ordering::Relaxed);
             record
                 .released_ms
@@ -300,9 +309,14 @@ fn create() -> &'static ThreadRecord {
         released_ended: [const { AtomicU32::new(0) }; RELEASED],
         released_next: AtomicU32::new(0),
         overflow: AtomicU32::new(0),
-        countdown: AtomicU32::new(0),
-        last_gap: AtomicU32::new(1),
-        rng: AtomicU32::new(id.wrapping_mul(0x9E37_79B9) | 1),
+        stripes: [const {
+            Stripe {
+                ident: AtomicUsize::new(0),
+                kind: AtomicU8::new(0),
+                exclusive: AtomicU64::new(0),
+                shared: AtomicU64::new(0),
+            }
+        }; STRIPES],
         id,
         short: short_id(id),
         claimed_ms: AtomicU32::new(0),
@@ -419,26 +433,45 @@ impl ThreadRecord {
         slot.kind.store(kind, Ordering::Relaxed);
     }
 
-    /// Whether this acquisition is sampled: counts down the thread's gap.
-    /// When it is, returns what the sample stands for (its gap) and whether
-    /// its hold is also timed.
+    /// Counts an acquisition of a lock whose static identity is `ident`;
+    /// returns whether its hold is to be timed for the hold-time histogram
+    /// (one in [`TIMED_GAP`], picked by a multiplicative hash of the count,
+    /// so that the timed ones fall in step with no short period of a
+    /// workload).
     #[inline(always)]
-    pub(crate) fn sample(&self) -> Option<(u32, bool)> {
-        let left = self.countdown.load(Ordering::Relaxed);
-        if left != 0 {
-            self.countdown.store(left - 1, Ordering::Relaxed);
-            return None;
+    pub(crate) fn count(&self, ident: usize, kind: u8, exclusive: bool) -> bool {
+        let stripe = &self.stripes[(ident >> 2) & (STRIPES - 1)];
+        if stripe.ident.load(Ordering::Relaxed) != ident {
+            hint::cold_path();
+            self.switch_stripe(stripe, ident, kind);
         }
-        hint::cold_path();
-        Some(self.next_sample())
+        let count = if exclusive {
+            &stripe.exclusive
+        } else {
+            &stripe.shared
+        };
+        // Only this thread writes its stripes: a load and a store count
+        // exactly without a locked instruction.
+        let n = count.load(Ordering::Relaxed) + 1;
+        count.store(n, Ordering::Relaxed);
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15) < u64::MAX / TIMED_GAP
     }
 
+    /// Gives `stripe` to the class `ident`, moving its counts to the class
+    /// it counted for.
     #[cold]
     #[inline(never)]
-    fn next_sample(&self) -> (u32, bool) {
-        let gap = self.next_gap();
-        let timed = (self.rng.load(Ordering::Relaxed) >> 16).is_multiple_of(TIMED_PER_SAMPLE);
-        (gap, timed)
+    fn switch_stripe(&self, stripe: &Stripe, ident: usize, kind: u8) {
+        flush(stripe);
+        stripe.kind.store(kind, Ordering::Relaxed);
+        stripe.ident.store(ident, Ordering::Release);
+    }
+
+    /// Moves every stripe's counts to its class (the thread is exiting).
+    pub(crate) fn flush_stripes(&self) {
+        for stripe in &self.stripes {
+            flush(stripe);
+        }
     }
 
     /// Publishes the hold filled in slot `i` (its hold word written last,
@@ -485,26 +518,22 @@ impl ThreadRecord {
         }
         0
     }
+}
 
-    /// Uniform in `1..=span`.
-    #[cold]
-    fn random_gap(&self, span: u32) -> u32 {
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng.store(x, Ordering::Relaxed);
-        (x % span) + 1
+/// Moves a stripe's counts to its class and empties it. A report that reads
+/// the stripe meanwhile may count an acquisition twice or not at all, for
+/// that instant.
+#[cold]
+fn flush(stripe: &Stripe) {
+    let ident = stripe.ident.swap(0, Ordering::AcqRel);
+    let exclusive = stripe.exclusive.swap(0, Ordering::Relaxed);
+    let shared = stripe.shared.swap(0, Ordering::Relaxed);
+    if ident == 0 || exclusive | shared == 0 {
+        return;
     }
-
-    /// Picks the length of the next sampling gap: uniform in
-    /// `1..=2 * SAMPLE_GAP - 1`, so `SAMPLE_GAP` on average, and never in
-    /// step with a loop over a few locks.
-    #[cold]
-    fn next_gap(&self) -> u32 {
-        let gap = self.random_gap(2 * SAMPLE_GAP - 1);
-        self.countdown.store(gap - 1, Ordering::Relaxed);
-        // This sample stands for the acquisitions of the gap that ended.
-        self.last_gap.swap(gap, Ordering::Relaxed)
+    let kind = super::Kind::from_code(stripe.kind.load(Ordering::Relaxed));
+    if let Some(class) = super::lock::class_of(ident, kind) {
+        class.exclusive.fetch_add(exclusive, Ordering::Relaxed);
+        class.shared.fetch_add(shared, Ordering::Relaxed);
     }
 }
