@@ -29,31 +29,36 @@ use super::hot::HOT;
 use super::thread::{self, SAMPLED, ThreadRecord};
 use super::{Kind, Mode};
 
-/// `ident` tag: the rest is the [`site_code`] of the first acquisition.
+/// `ident` tag: the rest is the first acquisition's call site
+/// ([`site_code`], without its three low bits, which are 0).
 const SITE: usize = 0b01;
 /// `ident` tag: the rest is the lock's class index ([`class::by_index`]).
 const CLASS: usize = 0b10;
 /// `ident` value of a lock labelled at construction whose class is not yet
-/// looked up: `last` holds the label's pointer, `holder` and `held` its
-/// length.
-const LABEL_PENDING: usize = 0b11;
+/// looked up (its tag is 0, as an unset identity's: one test sends both to
+/// the slow path): `last` holds the label's pointer, `holder` and `held`
+/// its length.
+const LABEL_PENDING: usize = 0b100;
 const TAGS: usize = 0b11;
 
-/// The address call sites are coded relative to: a static of this crate,
-/// linked into the same image as the code that calls it.
-static ANCHOR: u64 = 0;
-
-/// A call site as 32 bits: its distance from [`ANCHOR`] in units of 8
-/// bytes (a `Location` is 8-aligned), or 0 for a site too far from it (in
-/// another shared object, more than 16 GiB away), which reports show as
-/// unknown.
+/// The high half of the address space region that call sites are coded
+/// in: that of this crate's static data (`HOT`, which the lock paths load
+/// anyway), where the compiler puts every `Location` of the same image.
 #[inline(always)]
-pub(crate) fn site_code(site: &'static Location<'static>) -> u32 {
-    let at = ptr::from_ref(site).expose_provenance();
-    let delta = (at as isize).wrapping_sub(ptr::from_ref(&ANCHOR).addr() as isize) >> 3;
-    match i32::try_from(delta) {
-        Ok(code) if code != 0 => code as u32,
-        _ => 0,
+fn region() -> usize {
+    ptr::from_ref(&HOT).addr() & !0xFFFF_FFFF
+}
+
+/// A call site as 32 bits: the low half of its address, when its high half
+/// is [`region`]'s; else 0 (a site in another shared object), which reports
+/// show as unknown.
+#[inline(always)]
+pub(crate) fn site_code(site: *mut Location<'static>) -> u32 {
+    let at = site.expose_provenance();
+    if at & !0xFFFF_FFFF == region() {
+        at as u32
+    } else {
+        0
     }
 }
 
@@ -62,18 +67,16 @@ pub(crate) fn site_of(code: u32) -> Option<&'static Location<'static>> {
     if code == 0 {
         return None;
     }
-    let at = (ptr::from_ref(&ANCHOR).addr() as isize).wrapping_add((code as i32 as isize) << 3);
     // SAFETY: a non-zero code is made only by `site_code` from a
-    // `&'static Location` whose provenance it exposed, at this distance
-    // from the anchor.
-    unsafe { ptr::with_exposed_provenance::<Location<'static>>(at as usize).as_ref() }
+    // `&'static Location` in this region, whose provenance it exposed.
+    unsafe { ptr::with_exposed_provenance::<Location<'static>>(region() | code as usize).as_ref() }
 }
 
-/// `ident` of the first site `site`: its code, if it fits in 30 bits.
+/// `ident` of the first site `site` (0 if its code does not fit).
 fn site_ident(site: &'static Location<'static>) -> usize {
-    let code = site_code(site) as i32;
-    if (-(1 << 29)..(1 << 29)).contains(&code) && code != 0 {
-        ((code as u32 as usize) << 2 & 0xFFFF_FFFF) | SITE
+    let code = site_code(site_ptr(site)) as usize;
+    if code != 0 && code & 7 == 0 {
+        code >> 3 << 2 | SITE
     } else {
         0
     }
@@ -113,8 +116,8 @@ fn decode_held(held: u16) -> u32 {
 
 /// A lock's diagnostics, in the lock itself: 16 bytes.
 pub(crate) struct LockDiag {
-    /// The last exclusive hold: its call site's code ([`site_code`]) in the
-    /// low 32 bits and the coarse time it ended in the high ones, stored as
+    /// The last exclusive hold: its call site's [`site_code`] in the low 32
+    /// bits and the coarse time it ended in the high ones, stored as
     /// one word by the release (a pointer without provenance). Before the
     /// first acquisition of a lock labelled at construction: the label's
     /// pointer.
@@ -132,19 +135,12 @@ pub(crate) struct LockDiag {
 
 const _: () = assert!(size_of::<LockDiag>() == 16);
 
-/// What an exclusive release leaves for after the lock word is released, so
-/// that no histogram update lengthens the critical section: a wait to
-/// record, when the holder had parked for the lock.
+/// Whether an exclusive release left work for after the lock word is
+/// released (a wait to record, in the releasing thread's record, when the
+/// holder had parked for the lock), so that no histogram update lengthens
+/// the critical section.
 #[must_use]
-pub(crate) struct Release {
-    after: Option<After>,
-}
-
-struct After {
-    class: &'static Class,
-    waited_ns: u64,
-    site: *mut Location<'static>,
-}
+pub(crate) struct Release(bool);
 
 /// A shared acquisition prepared before its compare-exchange
 /// ([`LockDiag::preparing_shared`]): the thread whose first hold slot is
@@ -211,8 +207,7 @@ pub(crate) fn class_of(ident: usize, kind: Kind) -> Option<&'static Class> {
 
 /// The first site a `SITE` identity names.
 fn ident_site(ident: usize) -> Option<&'static Location<'static>> {
-    // Sign-extends the 30-bit code.
-    site_of((((ident as u32) as i32) >> 2) as u32)
+    site_of(((ident as u32) >> 2) << 3)
 }
 
 /// The class a static identity names, if it has been created (never
@@ -304,7 +299,7 @@ impl LockDiag {
     #[inline(always)]
     fn ident_for(&self, kind: Kind, site: &'static Location<'static>) -> usize {
         let ident = self.ident.load(Ordering::Acquire) as usize;
-        if ident & TAGS == 0 || ident == LABEL_PENDING {
+        if ident & TAGS == 0 {
             hint::cold_path();
             return self.resolve(kind, site);
         }
@@ -372,25 +367,35 @@ impl LockDiag {
     /// The calling thread now holds the lock exclusively.
     ///
     /// Writes the lock's holder field (on the line the acquisition's
-    /// compare-exchange owns) and a hold slot of the thread's own record;
-    /// its rare cases (a sampled acquisition, lock-order checking, no free
-    /// slot) are cold.
+    /// compare-exchange owns) and the first hold slot of the thread's own
+    /// record; every rare case (the lock's first acquisition, the slot taken,
+    /// a timed hold, lock-order checking) is cold.
     #[inline(always)]
     pub(crate) fn acquired_exclusive(&self, kind: Kind, site: &'static Location<'static>) {
         let Some(me) = thread::current() else {
             hint::cold_path();
             return;
         };
-        let ident = self.ident_for(kind, site);
-        let Some(i) = me.free_slot() else {
+        let ident = self.ident.load(Ordering::Acquire) as usize;
+        if ident & TAGS == 0 || me.holds[0].load(Ordering::Relaxed) != 0 {
             hint::cold_path();
-            self.holder.store(me.short, Ordering::Relaxed);
-            return;
-        };
+            return self.acquired_exclusive_rare(me, kind, site);
+        }
+        self.hold_exclusive(me, 0, ident, kind, site);
+    }
+
+    /// Records the exclusive hold in `me`'s free slot `i`.
+    #[inline(always)]
+    fn hold_exclusive(
+        &self,
+        me: &ThreadRecord,
+        i: usize,
+        ident: usize,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) {
         me.fill(i, site, coarse_now(), ident, kind as u8);
-        let slot = &me.slots[i];
-        slot.site_code.store(site_code(site), Ordering::Relaxed);
-        slot.prev.store(
+        me.slots[i].prev.store(
             u32::from(self.holder.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
@@ -407,13 +412,29 @@ impl LockDiag {
         me.publish(i, word);
     }
 
+    #[cold]
+    #[inline(never)]
+    fn acquired_exclusive_rare(
+        &self,
+        me: &'static ThreadRecord,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) {
+        let ident = self.ident_for(kind, site);
+        match me.free_slot() {
+            Some(i) => self.hold_exclusive(me, i, ident, kind, site),
+            // No slot: the lock still names its holder.
+            None => self.holder.store(me.short, Ordering::Relaxed),
+        }
+    }
+
     /// The exclusive holder is about to release the lock. Hand the result to
     /// [`Self::released_exclusive`] once the lock word is released.
     ///
-    /// The common case (the hold is in the thread's first slot, not sampled,
-    /// not slow, made without a context) stores the last holder's site, length and end on the lock's
-    /// line and clears the slot; every other case passes one test to a cold
-    /// path.
+    /// The common case (the hold is in the thread's first slot, not timed,
+    /// not slow, made without a context, from a site in this image) stores
+    /// the last holder's site, length and end on the lock's line and clears
+    /// the slot; every other case passes one test to a cold path.
     #[inline(always)]
     pub(crate) fn releasing_exclusive(&self) -> Release {
         let Some(me) = thread::existing() else {
@@ -421,21 +442,22 @@ impl LockDiag {
             return self.release_exclusive_rare(None);
         };
         let slot = &me.slots[0];
-        let since = slot.since_ms.load(Ordering::Relaxed);
         let now = HOT.now_ms.load(Ordering::Relaxed);
         // A 0 (no ticker) makes `held` huge, and the cold path then reads
         // the time properly.
-        let held = clock::raw_elapsed_ms(since, now);
+        let held = clock::raw_elapsed_ms(slot.since_ms.load(Ordering::Relaxed), now);
+        let site = slot.site.load(Ordering::Relaxed).expose_provenance();
         if me.holds[0].load(Ordering::Relaxed) != thread::tag(self.addr(), Mode::Exclusive)
             || held >= HOT.rare_hold_ms.load(Ordering::Relaxed)
             || slot.context.load(Ordering::Relaxed) != 0
+            || site & !0xFFFF_FFFF != region()
         {
             hint::cold_path();
             return self.release_exclusive_rare(Some(me));
         }
-        self.set_last(slot.site_code.load(Ordering::Relaxed), now, held as u16);
+        self.set_last(site as u32, now, held as u16);
         me.holds[0].store(0, Ordering::Release);
-        Release { after: None }
+        Release(false)
     }
 
     /// Every exclusive release but the common one: the hold is in another
@@ -458,7 +480,7 @@ impl LockDiag {
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             }
             self.set_last(0, now, 0);
-            return Release { after: None };
+            return Release(false);
         };
         let slot = &owner.slots[i];
         let word = owner.holds[i].load(Ordering::Relaxed);
@@ -466,12 +488,8 @@ impl LockDiag {
         let site = slot.site.load(Ordering::Relaxed);
         let ident = slot.ident.load(Ordering::Relaxed);
         let kind = Kind::from_code(slot.kind.load(Ordering::Relaxed));
-        self.set_last(
-            slot.site_code.load(Ordering::Relaxed),
-            now,
-            encode_held(held),
-        );
-        let mut after = None;
+        self.set_last(site_code(site), now, encode_held(held));
+        let mut after = false;
         if word & SAMPLED != 0 {
             let class = class_of(ident, kind);
             let sampled_at = slot.sampled_at.swap(0, Ordering::Relaxed);
@@ -483,11 +501,15 @@ impl LockDiag {
                         .record(clock::precise_ns().saturating_sub(sampled_at));
                 }
                 if waited_ns != 0 {
-                    after = Some(After {
-                        class,
-                        waited_ns,
-                        site,
-                    });
+                    if let Some(me) = me {
+                        // Recorded by this thread once the word is released.
+                        me.after_class.store(class.index, Ordering::Relaxed);
+                        me.after_waited_ns.store(waited_ns, Ordering::Relaxed);
+                        me.after_site.store(site, Ordering::Relaxed);
+                        after = true;
+                    } else {
+                        record_wait(class, waited_ns, site);
+                    }
                 }
             }
         }
@@ -505,7 +527,7 @@ impl LockDiag {
             // word is ours to clear, and only if it is still this hold.
             let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
-        Release { after }
+        Release(after)
     }
 
     /// The hold in `mode` of this lock recorded by a thread other than `me`
@@ -536,9 +558,9 @@ impl LockDiag {
     /// The lock word is released: record what the release left.
     #[inline(always)]
     pub(crate) fn released_exclusive(&self, release: Release) {
-        if let Some(after) = release.after {
+        if release.0 {
             hint::cold_path();
-            record_wait(after);
+            after_release();
         }
     }
 
@@ -964,12 +986,23 @@ fn timed(me: &ThreadRecord, i: usize) -> usize {
     SAMPLED
 }
 
+/// Records the wait that this thread's exclusive release left for after the
+/// lock word's release.
 #[cold]
 #[inline(never)]
-fn record_wait(after: After) {
-    after.class.wait.record(after.waited_ns);
-    if let Some(site) = site_ref(after.site) {
-        after.class.sites.add(site, after.waited_ns);
+fn after_release() {
+    let Some(me) = thread::existing() else { return };
+    let waited_ns = me.after_waited_ns.swap(0, Ordering::Relaxed);
+    if let Some(class) = class::by_index(me.after_class.load(Ordering::Relaxed)) {
+        record_wait(class, waited_ns, me.after_site.load(Ordering::Relaxed));
+    }
+}
+
+#[cold]
+fn record_wait(class: &Class, waited_ns: u64, site: *mut Location<'static>) {
+    class.wait.record(waited_ns);
+    if let Some(site) = site_ref(site) {
+        class.sites.add(site, waited_ns);
     }
 }
 

@@ -69,9 +69,6 @@ pub(crate) struct HoldSlot {
     /// The lock's kind ([`super::Kind`] code).
     pub(crate) kind: AtomicU8,
     pub(crate) site: AtomicPtr<Location<'static>>,
-    /// For an exclusive hold: the site as the lock stores it
-    /// (`lock::site_code`).
-    pub(crate) site_code: AtomicU32,
     pub(crate) context: AtomicU64,
     /// The lock's static identity (a class or first site, never a per-lock
     /// record): what names it in reports.
@@ -124,6 +121,13 @@ pub(crate) struct ThreadRecord {
     pub(crate) released_context: [AtomicU64; RELEASED],
     released_ended: [AtomicU32; RELEASED],
     released_next: AtomicU32,
+    /// What this thread's last exclusive release left to record once the
+    /// lock word was released: a wait of `after_waited_ns` from `after_site`
+    /// for a lock of class `after_class`. Only this thread reads or writes
+    /// them.
+    pub(crate) after_class: AtomicU32,
+    pub(crate) after_waited_ns: AtomicU64,
+    pub(crate) after_site: AtomicPtr<Location<'static>>,
     /// Holds that found no free slot and have not been released.
     pub(crate) overflow: AtomicU32,
     /// Acquisition counts of the classes this thread uses most recently:
@@ -286,7 +290,6 @@ fn create() -> &'static ThreadRecord {
                 since_ms: AtomicU32::new(0),
                 kind: AtomicU8::new(0),
                 site: AtomicPtr::new(ptr::null_mut()),
-                site_code: AtomicU32::new(0),
                 context: AtomicU64::new(0),
                 ident: AtomicUsize::new(0),
                 prev: AtomicU32::new(0),
@@ -308,6 +311,9 @@ fn create() -> &'static ThreadRecord {
         released_context: [const { AtomicU64::new(0) }; RELEASED],
         released_ended: [const { AtomicU32::new(0) }; RELEASED],
         released_next: AtomicU32::new(0),
+        after_class: AtomicU32::new(0),
+        after_waited_ns: AtomicU64::new(0),
+        after_site: AtomicPtr::new(ptr::null_mut()),
         overflow: AtomicU32::new(0),
         stripes: [const {
             Stripe {
