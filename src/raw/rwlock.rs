@@ -301,6 +301,9 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline(always)]
     #[track_caller]
     fn lock_exclusive(&self) -> GuardMarker {
+        let prepared = self
+            .diag
+            .preparing_exclusive(Self::KIND, Location::caller());
         if self
             .state
             .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
@@ -310,7 +313,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             let acquired = self.lock_exclusive_slow(None, Location::caller());
             debug_assert!(acquired);
         } else {
-            self.diag.acquired_exclusive(Self::KIND, Location::caller());
+            self.diag
+                .acquired_prepared_exclusive(prepared, Self::KIND, Location::caller());
         }
         GuardMarker::new()
     }
