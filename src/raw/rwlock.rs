@@ -719,7 +719,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         ask.reported = true;
         let mut violation = self.violation("lock", "self-deadlock", state);
         violation.detail = Some(why);
-        if violation::violation_policy() != violation::ViolationPolicy::Log {
+        if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
             if let Some(claimed) = ask.claimed {
