@@ -297,9 +297,7 @@ fn misuse<T>(
     if unwinds && policy.unwound {
         return None;
     }
-    if !policy.misused {
-        policy.misused = true;
-    }
+    policy.misused = true;
     let before_word = word();
     let before = lockscope::violations_reported();
     EXPECTING_VIOLATION.with(|e| e.set(true));
