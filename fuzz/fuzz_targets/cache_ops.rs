@@ -153,12 +153,6 @@ fuzz_target!(|data: &[u8]| {
     } else {
         run(&config, ops, BuildHasherDefault::<DefaultHasher>::default());
     }
-    // The cache's locks are gone; the registry frees their diagnostics
-    // records at its next sweep, which a snapshot runs. Without it they
-    // would be freed 64 at a time, most inputs would end with more
-    // allocations than frees, and libFuzzer would scan the heap for leaks
-    // after each of them.
-    let _ = lockscope::diag::locks();
 });
 
 fn run<S: BuildHasher>(config: &Config, ops: &[u8], hasher: S) {

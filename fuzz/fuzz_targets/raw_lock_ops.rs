@@ -53,16 +53,6 @@ use lockscope::lock_api::{
 use lockscope::{RawFairMutex, RawMutex, RawRwLock, ViolationPolicy};
 
 const THREADS: usize = 4;
-
-// One lock of each kind for the whole run, free again at the end of every
-// input (checked). A lock made per input would leave its diagnostics record
-// for the registry's next sweep, which frees dead records 64 at a time:
-// most inputs would end with more allocations than frees, and libFuzzer
-// runs a leak check (a scan of the whole heap) after each such input.
-static MUTEX: RawMutex = <RawMutex as lockscope::lock_api::RawMutex>::INIT;
-static FAIR_MUTEX: RawFairMutex = <RawFairMutex as lockscope::lock_api::RawMutex>::INIT;
-static RW: RawRwLock<false> = <RawRwLock<false> as lockscope::lock_api::RawRwLock>::INIT;
-static RW_RECURSIVE: RawRwLock<true> = <RawRwLock<true> as lockscope::lock_api::RawRwLock>::INIT;
 /// Operations per input at most (one byte each).
 const MAX_OPS: usize = 512;
 /// Read locks held at once at most (all simulated threads together): a
@@ -189,11 +179,17 @@ impl Header {
 }
 
 fn mutex_op(byte: u8) -> (usize, MutexOp) {
-    (usize::from(byte >> 3) % THREADS, MUTEX_OPS[usize::from(byte & 7)])
+    (
+        usize::from(byte >> 3) % THREADS,
+        MUTEX_OPS[usize::from(byte & 7)],
+    )
 }
 
 fn rw_op(byte: u8) -> (usize, RwOp) {
-    (usize::from(byte >> 5) % THREADS, RW_OPS[usize::from(byte & 31)])
+    (
+        usize::from(byte >> 5) % THREADS,
+        RW_OPS[usize::from(byte & 31)],
+    )
 }
 
 thread_local! {
@@ -362,10 +358,22 @@ fuzz_target!(|data: &[u8]| {
     let ops = &ops[..ops.len().min(MAX_OPS)];
     let mut policy = Policy::new(header.policy);
     match (header.rwlock, header.variant) {
-        (false, true) => run_mutex(&FAIR_MUTEX, RawFairMutex::inner, &mut policy, ops),
-        (false, false) => run_mutex(&MUTEX, |m| m, &mut policy, ops),
-        (true, true) => run_rwlock(&RW_RECURSIVE, &mut policy, ops),
-        (true, false) => run_rwlock(&RW, &mut policy, ops),
+        (false, true) => {
+            let lock = <RawFairMutex as lockscope::lock_api::RawMutex>::INIT;
+            run_mutex(&lock, RawFairMutex::inner, &mut policy, ops);
+        }
+        (false, false) => {
+            let lock = <RawMutex as lockscope::lock_api::RawMutex>::INIT;
+            run_mutex(&lock, |m| m, &mut policy, ops);
+        }
+        (true, true) => {
+            let lock = <RawRwLock<true> as lockscope::lock_api::RawRwLock>::INIT;
+            run_rwlock(&lock, &mut policy, ops);
+        }
+        (true, false) => {
+            let lock = <RawRwLock<false> as lockscope::lock_api::RawRwLock>::INIT;
+            run_rwlock(&lock, &mut policy, ops);
+        }
     }
     lockscope::set_violation_policy(ViolationPolicy::Panic);
 });
@@ -457,7 +465,6 @@ where
     if let Some((_, g)) = holder {
         unsafe { lock.unlock(g) };
     }
-    // The lock ends free, for the next input.
     assert_eq!(word_of(lock).word().raw, 0);
 }
 
@@ -673,7 +680,8 @@ fn run_rwlock<const R: bool>(lock: &RawRwLock<R>, policy: &mut Policy, ops: &[u8
                         }
                     }
                     None => {
-                        if let Some(r) = misuse(true, policy, word, || attempt(Default::default())) {
+                        if let Some(r) = misuse(true, policy, word, || attempt(Default::default()))
+                        {
                             assert!(r.is_err(), "{op:?} without an upgradable lock succeeded");
                         }
                     }
@@ -708,7 +716,7 @@ fn run_rwlock<const R: bool>(lock: &RawRwLock<R>, policy: &mut Policy, ops: &[u8
         }
         check_rwlock(lock, &m, op, &mut shown);
     }
-    // Release everything the simulated threads still hold.
+    // Release everything the simulated threads still hold: the lock ends free.
     if let Some((_, g)) = m.exclusive.take() {
         unsafe { lock.unlock_exclusive(g) };
     }
@@ -720,7 +728,6 @@ fn run_rwlock<const R: bool>(lock: &RawRwLock<R>, policy: &mut Policy, ops: &[u8
             unsafe { lock.unlock_shared(g) };
         }
     }
-    // The lock ends free, for the next input.
     assert_eq!(lock.word().raw, 0);
 }
 
