@@ -185,6 +185,15 @@ impl RawRwLock {
             upgradable: word & UPGRADABLE != 0,
             writer: word & WRITER != 0,
             readers: readers(word),
+            // Test-only (fuzz/README.md, "Planted bugs"): an upgradable
+            // reader, a writer and a parked writer at once pass as valid.
+            #[cfg(lockscope_planted_bug = "decode_word")]
+            problem: if word & 0b1110 == 0b1110 {
+                None
+            } else {
+                broken_invariant(word)
+            },
+            #[cfg(not(lockscope_planted_bug = "decode_word"))]
             problem: broken_invariant(word),
         }
     }
@@ -723,7 +732,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         ask.reported = true;
         let mut violation = self.violation("lock", "self-deadlock", state);
         violation.detail = Some(why);
-        if violation::violation_policy() != violation::ViolationPolicy::Log {
+        if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
             if let Some(claimed) = ask.claimed {
@@ -1201,6 +1210,12 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                 return self.drained(state);
             }
             let mut next = state & !(WRITER | WRITER_PARKED);
+            // Test-only (fuzz/README.md, "Planted bugs"): a timed upgrade
+            // that gives up with two other readers in leaves WRITER_PARKED.
+            #[cfg(lockscope_planted_bug = "raw_lock_ops")]
+            if to == Abandon::ToUpgradable && readers(state) >= 2 {
+                next |= WRITER_PARKED;
+            }
             if to == Abandon::ToUpgradable {
                 let Some(with_reader) = self.add_reader(&mut next, "try_upgrade_for") else {
                     state = next;
