@@ -1,84 +1,124 @@
-//! Single-threaded hit ratios of `TwoTierCache` (for a few hot fractions,
-//! and with hill climbing on, from the default 0.7) and its peers on the
-//! benchmark streams; the measurements behind the choice of eviction policy.
+//! Single-threaded hit ratios of `TwoTierCache` (default builder settings)
+//! and its peers, beside exact LRU and Belady's optimum, on synthetic
+//! streams and on the real traces of `../shared/traces/` (skipped when the
+//! folder is absent; see `benches/support/traces.rs`). Deterministic: the
+//! streams are seeded and the caches run on one thread.
 //!
 //! ```text
-//! cargo run --release --example cache_hitratio [-- LEN [HOT_FRACTIONS]]
-//! cargo run --release --example cache_hitratio -- 4000000 0.5,0.7
+//! cargo run --release --example cache_hitratio                 # everything
+//! cargo run --release --example cache_hitratio -- --len 1000000 # shorter synthetic streams
+//! cargo run --release --example cache_hitratio -- --only OLTP,loop
 //! ```
+//!
+//! Every access is a `get`; a miss is followed by an `insert` of the key.
+//! The last column is lockscope's hit ratio minus the best of moka,
+//! quick_cache and LRU, in points.
 
 #[path = "../benches/support/streams.rs"]
 mod streams;
+#[path = "../benches/support/traces.rs"]
+mod traces;
 
 use lockscope::cache::TwoTierCache;
 use streams::CAPACITY;
+use traces::Workload;
 
 fn replay(keys: &[u64], mut get: impl FnMut(u64) -> bool) -> f64 {
     keys.iter().filter(|&&k| get(k)).count() as f64 / keys.len() as f64
 }
 
-/// Hit ratio of `cache` on `keys`, inserting each key that misses.
-fn replay_cache(cache: &TwoTierCache<u64, u64>, keys: &[u64]) -> f64 {
+fn lockscope(keys: &[u64], capacity: usize) -> f64 {
+    let c = TwoTierCache::<u64, u64>::new(capacity);
     replay(keys, |k| {
-        cache.get(&k).is_some() || {
-            cache.insert(k, k);
+        c.get(&k).is_some() || {
+            c.insert(k, k);
             false
         }
     })
 }
 
+fn quick(keys: &[u64], capacity: usize) -> f64 {
+    let q = quick_cache::sync::Cache::<u64, u64>::new(capacity);
+    replay(keys, |k| {
+        q.get(&k).is_some() || {
+            q.insert(k, k);
+            false
+        }
+    })
+}
+
+fn moka(keys: &[u64], capacity: usize) -> f64 {
+    let m = moka::sync::Cache::<u64, u64>::new(capacity as u64);
+    replay(keys, |k| {
+        m.get(&k).is_some() || {
+            m.insert(k, k);
+            false
+        }
+    })
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
 fn main() {
-    let len = std::env::args()
-        .nth(1)
+    let len: usize = arg("--len")
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
-    let streams = streams::all(len);
-    // Hot fractions to try: the second argument, comma-separated.
-    let fractions: Vec<f64> = std::env::args()
-        .nth(2)
-        .map(|a| a.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![0.3, 0.5, 0.7, 0.8]);
-    print!("| stream |");
-    for &f in &fractions {
-        print!(" lockscope hot={f} |");
-    }
-    println!(" lockscope climbing (final hot) | quick_cache | moka |");
-    println!("|---|{}", "---|".repeat(fractions.len() + 3));
-    for s in &streams {
-        print!("| {} |", s.name);
-        for &f in &fractions {
-            let c = TwoTierCache::<u64, u64>::builder()
-                .capacity(CAPACITY)
-                .hot_fraction(f)
-                .observability(false)
-                .build()
-                .expect("valid configuration");
-            let h = replay_cache(&c, &s.keys);
-            print!(" {h:.4} |");
+    let only: Option<Vec<String>> = arg("--only").map(|a| a.split(',').map(String::from).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+    let mut work: Vec<Workload> = Vec::new();
+    for name in streams::NAMES {
+        if wanted(name) {
+            let s = streams::by_name(name, len).expect("a known stream");
+            work.push(Workload {
+                name: s.name.to_string(),
+                keys: s.keys,
+                capacities: vec![CAPACITY],
+            });
         }
-        // Hill climbing reads the hit counts, so observability is on.
-        let c = TwoTierCache::<u64, u64>::builder()
-            .capacity(CAPACITY)
-            .hill_climbing(true)
-            .build()
-            .expect("valid configuration");
-        let h = replay_cache(&c, &s.keys);
-        print!(" {h:.4} ({:.2}) |", c.patterns().hot_fraction);
-        let q = quick_cache::sync::Cache::<u64, u64>::new(CAPACITY);
-        let h = replay(&s.keys, |k| {
-            q.get(&k).is_some() || {
-                q.insert(k, k);
-                false
-            }
-        });
-        print!(" {h:.4} |");
-        let m = moka::sync::Cache::<u64, u64>::new(CAPACITY as u64);
-        let h = replay(&s.keys, |k| {
-            m.get(&k).is_some() || {
-                m.insert(k, k);
-                false
-            }
-        });
-        println!(" {h:.4} |");
+    }
+    for s in [
+        traces::recency(len, CAPACITY, 5),
+        traces::looping(len, CAPACITY, 6),
+    ] {
+        if wanted(s.name) {
+            work.push(Workload {
+                name: s.name.to_string(),
+                keys: s.keys,
+                capacities: vec![CAPACITY],
+            });
+        }
+    }
+    work.extend(traces::real(|n| wanted(n)));
+    println!(
+        "hit ratio in %, one thread, get then insert on a miss; synthetic streams {len} accesses"
+    );
+    println!();
+    println!(
+        "| stream | capacity | lockscope | moka | quick_cache | LRU | Belady | lockscope - best of the others |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for w in &work {
+        for &cap in &w.capacities {
+            let l = lockscope(&w.keys, cap);
+            let m = moka(&w.keys, cap);
+            let q = quick(&w.keys, cap);
+            let r = traces::lru(&w.keys, cap);
+            let b = traces::belady(&w.keys, cap);
+            let best = m.max(q).max(r);
+            println!(
+                "| {} | {cap} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
+                w.name,
+                l * 100.0,
+                m * 100.0,
+                q * 100.0,
+                r * 100.0,
+                b * 100.0,
+                (l - best) * 100.0
+            );
+        }
     }
 }

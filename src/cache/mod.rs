@@ -135,6 +135,22 @@ impl<K, V> TwoTierCache<K, V, RandomState> {
     pub fn builder() -> TwoTierCacheBuilder<K, V, RandomState> {
         TwoTierCacheBuilder::default()
     }
+
+    /// A cache of `capacity` entries with the default settings.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is zero (use [`Self::builder`] to get a [`BuildError`]
+    /// instead).
+    pub fn new(capacity: usize) -> Self
+    where
+        K: Clone,
+    {
+        match Self::builder().capacity(capacity).build() {
+            Ok(c) => c,
+            Err(e) => panic!("TwoTierCache::new({capacity}): {e}"),
+        }
+    }
 }
 
 impl<K: Clone, V, S> TwoTierCache<K, V, S> {
