@@ -39,7 +39,7 @@ impl<S: BuildHasher + Sync + Send> Engine for TwoTierCache<u64, u64, S> {
     }
     #[inline]
     fn insert(&self, k: u64, v: u64) {
-        TwoTierCache::insert(self, k, v)
+        TwoTierCache::insert(self, k, v);
     }
 }
 

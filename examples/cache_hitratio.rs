@@ -27,14 +27,16 @@ fn replay(keys: &[u64], mut get: impl FnMut(u64) -> bool) -> f64 {
     keys.iter().filter(|&&k| get(k)).count() as f64 / keys.len() as f64
 }
 
-fn lockscope(keys: &[u64], capacity: usize) -> f64 {
+/// Hit ratio, and the admission window's share of the capacity at the end.
+fn lockscope(keys: &[u64], capacity: usize) -> (f64, f64) {
     let c = TwoTierCache::<u64, u64>::new(capacity);
-    replay(keys, |k| {
+    let h = replay(keys, |k| {
         c.get(&k).is_some() || {
             c.insert(k, k);
             false
         }
-    })
+    });
+    (h, c.patterns().window_fraction)
 }
 
 fn quick(keys: &[u64], capacity: usize) -> f64 {
@@ -103,16 +105,17 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for w in &work {
         for &cap in &w.capacities {
-            let l = lockscope(&w.keys, cap);
+            let (l, window) = lockscope(&w.keys, cap);
             let m = moka(&w.keys, cap);
             let q = quick(&w.keys, cap);
             let r = traces::lru(&w.keys, cap);
             let b = traces::belady(&w.keys, cap);
             let best = m.max(q).max(r);
             println!(
-                "| {} | {cap} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
+                "| {} | {cap} | {:.2} ({:.0}%) | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
                 w.name,
                 l * 100.0,
+                window * 100.0,
                 m * 100.0,
                 q * 100.0,
                 r * 100.0,

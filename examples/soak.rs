@@ -220,7 +220,9 @@ fn work(t: u64, s: &Shared, broken: &AtomicU64, ops: &AtomicU64, stop: &AtomicBo
                 let key = rng % 8192;
                 match s.cache.get(&key) {
                     Some(v) => check(v == key * 3),
-                    None => s.cache.insert(key, key * 3),
+                    None => {
+                        s.cache.insert(key, key * 3);
+                    }
                 }
                 check(s.cache.len() <= s.cache.capacity());
             }

@@ -35,7 +35,9 @@ fn stress_mixed_operations() {
                             let v = cache.get_or_insert_with(k, || (k, k * 7));
                             assert_eq!(v, (k, k * 7));
                         }
-                        2..=5 => cache.insert(k, (k, k * 7)),
+                        2..=5 => {
+                            cache.insert(k, (k, k * 7));
+                        }
                         6 if t == 0 && i % 8192 == 6 => cache.clear(),
                         _ => {
                             if let Some(v) = cache.get(&k) {

@@ -122,18 +122,26 @@ fn small_working_set_is_fully_cached() {
     let s = cache.stats();
     assert_eq!(s.hits, 100);
     assert_eq!(s.inserts, 100);
-    assert_eq!(s.admissions, 100);
+    // Nothing had to leave: every key reached the main region or is still
+    // in the admission window.
+    assert_eq!((s.evictions, s.rejections), (0, 0));
+    assert!(s.admissions <= 100, "{s:?}");
     assert_eq!(cache.remove(&7), Some(14));
     assert_eq!(cache.len(), 99);
     cache.clear();
     assert!(cache.is_empty());
 }
 
+/// With the window fixed. Hill climbing (the default) reads the scan's fall
+/// of the hit ratio as a reason to move the window, and a window grown at
+/// the protected segment's expense exposes frequent keys to the scan (about
+/// 380 of the 500 stay then; `docs/cache.md` discusses it).
 #[test]
 fn frequent_keys_survive_a_scan() {
     let cache = TwoTierCache::<u64, u64>::builder()
         .capacity(1000)
         .shards(1)
+        .hill_climbing(false)
         .build()
         .unwrap();
     for _ in 0..20 {
@@ -170,9 +178,8 @@ fn borrowed_lookups() {
 }
 
 /// Cache-aside over more keys than fit: every miss is followed by an
-/// insert, and every insert is counted once, as an admission or as a
-/// rejection (most rejections are decided without the write lock, and
-/// counted in the thread's stripe).
+/// insert, and every new key leaves the admission window once, as an
+/// admission or as a rejection, unless it is still there.
 #[test]
 fn every_insert_is_counted_once() {
     let cache = TwoTierCache::<u64, u64>::builder()
@@ -192,8 +199,14 @@ fn every_insert_is_counted_once() {
     let s = cache.stats();
     assert_eq!(s.misses, calls);
     assert_eq!(s.inserts, calls);
-    assert_eq!(s.admissions + s.rejections, calls, "{s:?}");
-    assert_eq!(s.admissions, s.evictions + cache.len() as u64, "{s:?}");
+    let len = cache.len() as u64;
+    // Nothing is removed but by eviction, so every key inserted is either
+    // cached or evicted...
+    assert_eq!(s.evictions + len, calls, "{s:?}");
+    // ...and has left the window (admitted or rejected) unless it is
+    // still in it.
+    let left_window = s.admissions + s.rejections;
+    assert!(left_window <= calls && calls - left_window <= len, "{s:?}");
     assert!(s.rejections > s.admissions, "{s:?}");
 }
 

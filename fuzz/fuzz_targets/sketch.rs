@@ -1,14 +1,17 @@
-//! The cache's Count-Min Sketch (reached through the `cfg(fuzzing)` hook
+//! The cache's frequency sketch (a doorkeeper in front of a Count-Min
+//! Sketch, reached through the `cfg(fuzzing)` hook
 //! `lockscope::cache::fuzzing::Sketch`): an estimate is never under the true
-//! count (capped at 15) of its key before aging, and after each aging (the
-//! TinyLFU halving) never under the halved bound.
+//! count (capped at 16: 15 counted, one in the doorkeeper) of its key before
+//! aging, and after each aging (the TinyLFU halving, which also clears the
+//! doorkeeper) never under the halved bound.
 //!
 //! The model keeps, per key, a lower bound on its estimate: the true count
-//! capped at 15 until the first halving, then halved at each halving and
-//! raised by each increment. Halvings are detected exactly: one sequential
-//! increment of a key whose estimate is `e < 15` leaves it at `e + 1`
-//! (conservative update raises every counter at the minimum), unless that
-//! increment triggered a halving, which leaves it at `(e + 1) / 2`.
+//! capped at 16 until the first halving, then lowered to `(b - 1) / 2` at
+//! each halving and raised by each increment. Halvings are detected
+//! exactly: one sequential increment of a key whose estimate is `e < 16`
+//! leaves it at `e + 1` (the doorkeeper bit, or conservative update raising
+//! every counter at the minimum), unless that increment triggered a
+//! halving, which leaves it at `e / 2`.
 
 #![no_main]
 
@@ -75,7 +78,7 @@ fuzz_target!(|input: Input| {
         }
         for (&h, &b) in &bound {
             let e = sketch.frequency(h);
-            assert!(e <= 15, "a 4-bit counter reads {e}");
+            assert!(e <= 16, "a 4-bit counter plus the doorkeeper reads {e}");
             assert!(
                 e >= b,
                 "estimate {e} under the bound {b} for {h:#x} ({halvings} halvings so far)"
@@ -93,22 +96,22 @@ fn increment(sketch: &Sketch, bound: &mut HashMap<u64, u8>, halvings: &mut u32, 
     );
     let after = sketch.frequency(h);
     let b = bound.entry(h).or_insert(0);
-    *b = (*b + 1).min(15);
-    if before == 15 {
+    *b = (*b + 1).min(16);
+    if before == 16 {
         // Saturated: nothing is written, nothing is counted.
-        assert_eq!(after, 15);
+        assert_eq!(after, 16);
         return;
     }
     let raised = before + 1;
     if after != raised {
         assert_eq!(
             after,
-            raised / 2,
+            before / 2,
             "estimate went from {before} to {after}: neither +1 nor a halving"
         );
         *halvings += 1;
         for b in bound.values_mut() {
-            *b /= 2;
+            *b = b.saturating_sub(1) / 2;
         }
     }
 }

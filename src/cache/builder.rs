@@ -1,8 +1,9 @@
 //! [`TwoTierCacheBuilder`] and [`BuildError`].
 
-use super::{RandomState, TwoTierCache};
+use super::{Listener, RandomState, RemovalCause, TwoTierCache, Weigher};
 use core::fmt;
 use core::marker::PhantomData;
+use std::sync::Arc;
 
 /// More shards than this are not made (`.shards(n)` is capped): each has
 /// its own lock, sketch and tables, and past a few per thread they only cost
@@ -20,7 +21,8 @@ pub enum BuildError {
     /// A shard would hold more entries than its index can address
     /// (`u32::MAX / 2`); use more shards.
     CapacityTooLarge,
-    /// The hot fraction is not strictly between 0 and 1 (or is NaN).
+    /// The protected fraction ([`TwoTierCacheBuilder::hot_fraction`]) is
+    /// not strictly between 0 and 1 (or is NaN).
     HotFractionOutOfRange(f64),
     /// Zero shards were asked for. (More than [`MAX_SHARDS`] are capped.)
     ZeroShards,
@@ -56,10 +58,14 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Configures a [`TwoTierCache`]; made by [`TwoTierCache::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TwoTierCacheBuilder<K, V, S = RandomState> {
     pub(crate) capacity: usize,
     pub(crate) hot_fraction: f64,
+    /// The window's share of the capacity at the start.
+    pub(crate) window_fraction: f64,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) shards: Option<usize>,
     pub(crate) observability: bool,
     pub(crate) sample_interval: u32,
@@ -69,16 +75,38 @@ pub struct TwoTierCacheBuilder<K, V, S = RandomState> {
     marker: PhantomData<fn(K, V)>,
 }
 
+/// The admission window's share of the capacity at the start (Caffeine's).
+const WINDOW: f64 = 0.01;
+
+impl<K, V, S> fmt::Debug for TwoTierCacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwoTierCacheBuilder")
+            .field("capacity", &self.capacity)
+            .field("hot_fraction", &self.hot_fraction)
+            .field("shards", &self.shards)
+            .field("observability", &self.observability)
+            .field("sample_interval", &self.sample_interval)
+            .field("latency_interval", &self.latency_interval)
+            .field("hill_climbing", &self.hill_climbing)
+            .field("weigher", &self.weigher.is_some())
+            .field("eviction_listener", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V> Default for TwoTierCacheBuilder<K, V, RandomState> {
     fn default() -> Self {
         TwoTierCacheBuilder {
             capacity: 0,
-            hot_fraction: 0.7,
+            hot_fraction: 0.8,
+            window_fraction: WINDOW,
+            weigher: None,
+            listener: None,
             shards: None,
             observability: true,
             sample_interval: 64,
             latency_interval: 256,
-            hill_climbing: false,
+            hill_climbing: true,
             hasher: RandomState::new(),
             marker: PhantomData,
         }
@@ -86,19 +114,46 @@ impl<K, V> Default for TwoTierCacheBuilder<K, V, RandomState> {
 }
 
 impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
-    /// The most entries the cache holds (required; at least 1). The bound is
-    /// exact: `len()` never exceeds it.
-    pub fn capacity(mut self, entries: usize) -> Self {
-        self.capacity = entries;
+    /// The most entries the cache holds, or with a [`Self::weigher`] the
+    /// most total weight (required; at least 1). The bound is exact:
+    /// [`TwoTierCache::weighted_size`] never exceeds it. It is split evenly
+    /// over the shards, and a value heavier than a shard's share is refused
+    /// ([`TwoTierCache::max_weight`]).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
         self
     }
 
-    /// The share of each shard's capacity that the hot (protected) tier may
-    /// use, strictly between 0 and 1. Default 0.7: the hot tier is the
-    /// protected part of the cache, and on the benchmark streams 0.6-0.8
-    /// beat smaller values by up to two points of hit ratio.
+    /// The share of the main region (the capacity less the admission
+    /// window) kept for the protected segment: entries used again after
+    /// admission, which a scan or a burst of new keys cannot evict directly.
+    /// Strictly between 0 and 1; default 0.8, as in Caffeine.
     pub fn hot_fraction(mut self, fraction: f64) -> Self {
         self.hot_fraction = fraction;
+        self
+    }
+
+    /// Weigh entries with `weigher` (called once per `insert`, before any
+    /// lock is taken); the capacity is then in weight. A weight of 0 counts
+    /// as 1. Default: every entry weighs 1.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Call `listener` with the key, the value and the cause of every
+    /// entry that leaves the cache: evicted ([`RemovalCause::Capacity`]),
+    /// removed ([`RemovalCause::Removed`]) or whose value an insert
+    /// replaced ([`RemovalCause::Replaced`], with the old value). It runs on
+    /// the thread whose operation removed the entry, after the shard's lock
+    /// is released, so it may use the cache. If it panics, the cache stays
+    /// consistent: the operation's other removals are still delivered and
+    /// the panic then reaches the operation's caller.
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
         self
     }
 
@@ -139,24 +194,13 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         self
     }
 
-    /// Whether to let the hot/warm split follow the workload (hill
-    /// climbing, as Caffeine does for its window): every ten times the
-    /// capacity in gets, the hot fraction moves a step in whichever
-    /// direction last raised the hit ratio, in steps that shrink as it
-    /// settles. A fall of the hit ratio by five points or more is taken as
-    /// a workload move: the hot fraction halves and the frequency history
-    /// is halved, so the new hot set gets in sooner. Starts from
-    /// [`Self::hot_fraction`]; stays within 0.05..=0.95.
-    ///
-    /// Default **off**. On the benchmark streams it gained 0.25-0.55 points
-    /// of hit ratio on stationary Zipf and about 0.4 on the phase-change
-    /// stream, and was level (within 0.1) on Zipf with scans; but a long scan looks like a
-    /// workload move, halves the hot tier and takes the protection of the
-    /// frequent keys away, so scan resistance is weaker with it on (see
-    /// `docs/cache.md`). Turn it on for workloads whose hot set moves.
-    /// Needs [`Self::observability`] (it reads the hit and miss counts);
-    /// without it the split stays fixed. The current split is
-    /// [`Patterns::hot_fraction`](crate::cache::Patterns::hot_fraction).
+    /// Whether the admission window's size follows the workload by hill
+    /// climbing on the hit ratio, as in Caffeine's adaptive W-TinyLFU:
+    /// recency-heavy workloads get a large window, frequency-heavy ones a
+    /// small one (see `docs/cache.md`). Default **on**. It reads the exact
+    /// hit and miss counts, so it needs [`Self::observability`]; without
+    /// it, or off, the window stays at 1% of the capacity. The current size
+    /// is [`Patterns::window_fraction`](crate::cache::Patterns::window_fraction).
     pub fn hill_climbing(mut self, on: bool) -> Self {
         self.hill_climbing = on;
         self
@@ -174,6 +218,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
             sample_interval: self.sample_interval,
             latency_interval: self.latency_interval,
             hill_climbing: self.hill_climbing,
+            window_fraction: self.window_fraction,
+            weigher: self.weigher,
+            listener: self.listener,
             hasher,
             marker: PhantomData,
         }

@@ -22,43 +22,61 @@
 //! # Design
 //!
 //! Keys are spread over shards, each a lockscope [`RwLock`] around an
-//! open-addressing index, a slab of entries and two CLOCK queues: a small
-//! *hot* tier and a larger *warm* tier. A get takes only the shard's read
-//! lock: recency is a per-entry reference counter raised with a relaxed
-//! store (CLOCK), so readers never need the write lock. Frequency lives in a
-//! per-shard Count-Min Sketch of 4-bit atomic counters (TinyLFU); a hit's
-//! count waits in the entry until the CLOCK hand passes it. Inserts take
-//! the write lock; a new key in a full shard is admitted only if the sketch
-//! says it is more frequent than the warm tier's CLOCK victim. See
-//! `tiers.rs` for the movement between tiers. Most new keys lose, and an
-//! insert that follows a miss on its key is then usually turned away
-//! without the write lock: the miss, under the read lock, left a ticket
-//! naming the victim (see `ticket.rs`).
+//! open-addressing index and a slab of entries, with its own frequency
+//! sketch. The policy is W-TinyLFU, as in Caffeine (see `policy.rs`): a new
+//! key lands in a small admission *window*; the window's victims compete
+//! for the *main* region (probation, then protected once used again) with
+//! the main region's victims, on frequencies kept in a Count-Min Sketch
+//! with a doorkeeper (`sketch.rs`); the window's size follows the hit ratio
+//! by hill climbing (`climb.rs`). The regions are CLOCK queues, so a get
+//! takes only the shard's read lock: it raises the entry's access byte with
+//! a relaxed store and the hand that next passes the entry does what an
+//! LRU list would have done at the hit.
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
 //! costs an unsampled hit one uncontended counter update (a miss two): gets
 //! and misses are counted in a stripe owned by the calling thread, and the
 //! get count also picks the sampled gets. One get in 64 is offered to the
 //! pattern detector, which skips it if its window is busy; one in 256 reads
-//! the clock twice for the latency histogram.
+//! the clock twice for the latency histogram. The hill climber reads the
+//! exact counts, so it needs observability.
+//!
+//! # Bad input
+//!
+//! * A zero capacity: [`TwoTierCacheBuilder::build`] returns
+//!   [`BuildError::ZeroCapacity`]; [`TwoTierCache::new`] panics.
+//! * A value heavier than a shard's capacity (the capacity divided by the
+//!   number of shards, see [`TwoTierCache::max_weight`]): `insert` refuses
+//!   it and returns `false`; an entry the key had is removed (the listener
+//!   hears of it as [`RemovalCause::Replaced`]). A weight of 0 counts as 1.
+//! * A weigher that panics: the panic reaches the caller of the `insert`,
+//!   before any lock is taken; the cache is unchanged.
+//! * An eviction listener that panics: it runs after the shard's lock is
+//!   released, so the cache is consistent and unlocked; the other removals
+//!   of the same operation are still delivered, then the first panic is
+//!   resumed in the caller of the operation.
+//! * A loader that panics in `get_or_insert_with`: the panic reaches its own
+//!   caller; waiters retry, one of them running its own loader.
 
 mod builder;
 mod climb;
+mod flight;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hasher;
 mod histogram;
 mod pattern;
+mod policy;
+mod queue;
 mod shard;
 mod sketch;
 mod stats;
-mod ticket;
-mod tiers;
 
 use core::borrow::Borrow;
+use core::convert::Infallible;
 use core::hash::{BuildHasher, Hash};
-use core::sync::atomic::Ordering::Relaxed;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,14 +87,36 @@ pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
 
 use climb::{Climber, Target};
+use flight::{Flight, Lead, State};
 use histogram::Histogram;
 use pattern::PatternDetector;
-use shard::Shard;
+use shard::{Removals, Settings, Shard};
 use stats::{Local, StripeSet};
 
+use crate::Mutex;
 #[allow(unused_imports)]
 use crate::RwLock;
-use crate::{Condvar, Mutex};
+use crate::sync::atomic::Ordering::Relaxed;
+
+/// Why an entry left the cache, as told to the eviction listener
+/// ([`TwoTierCacheBuilder::eviction_listener`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemovalCause {
+    /// Evicted by the policy to make room.
+    Capacity,
+    /// Removed by [`TwoTierCache::remove`], [`TwoTierCache::retain`] or
+    /// [`TwoTierCache::clear`].
+    Removed,
+    /// Its value was replaced by an `insert` of the same key (the listener
+    /// gets the old value).
+    Replaced,
+}
+
+/// Computes an entry's weight (see [`TwoTierCacheBuilder::weigher`]).
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+/// Hears of entries leaving the cache (see
+/// [`TwoTierCacheBuilder::eviction_listener`]).
+pub(crate) type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
 
 /// Sampled latency histograms of a cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,20 +140,16 @@ struct Observer {
     /// The smaller of the two: a get whose count has none of these bits set
     /// takes the sampled path.
     either_mask: u64,
+    /// A sampled get whose count has none of these bits set also offers
+    /// the hill climber a look at the totals.
+    climb_mask: u64,
     /// The hill climber, if turned on.
     climber: Option<Mutex<Climber>>,
 }
 
-/// How [`TwoTierCache::store`] decided an insert.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stored {
-    /// Turned away on a rejection ticket, without the write lock.
-    RejectedOnTicket,
-    /// Decided under the shard's write lock.
-    Locked,
-}
-
-/// A concurrent, sharded, two-tier cache with TinyLFU admission.
+/// A concurrent, sharded cache with adaptive W-TinyLFU eviction (an
+/// admission window in front of a main region split into probation and
+/// protected: the two tiers the name refers to).
 ///
 /// `get` needs `V: Clone` (it returns a copy; store an `Arc` for large
 /// values). All methods take `&self`; share the cache with an `Arc` or a
@@ -123,8 +159,10 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     hasher: S,
     capacity: usize,
     obs: Option<Box<Observer>>,
-    /// The hot fraction the shards follow (moved by the hill climber).
-    hot_target: Target,
+    /// The window fraction the shards follow (moved by the hill climber).
+    window: Target,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
 }
 
 impl<K, V> TwoTierCache<K, V, RandomState> {
@@ -160,8 +198,21 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let shards = (0..nshards)
             .map(|i| {
                 let cap = base + usize::from(i < extra);
-                let hot = ((cap as f64) * b.hot_fraction) as usize;
-                Shard::new(cap, hot.min(cap - 1), b.hot_fraction, i, nshards)
+                // With a weigher the number of entries is unknown: the
+                // index grows as needed, the sketch is sized for a guess.
+                let entries = if b.weigher.is_some() {
+                    cap.min(1 << 16)
+                } else {
+                    cap
+                };
+                Shard::new(
+                    cap as u64,
+                    b.window_fraction,
+                    b.hot_fraction,
+                    i,
+                    nshards,
+                    entries,
+                )
             })
             .collect();
         let mask = u64::from(b.sample_interval.next_power_of_two()) - 1;
@@ -169,15 +220,17 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let obs = b.observability.then(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let stripes = StripeSet::new((cpus * 4).max(16));
+            let either_mask = mask.min(timed_mask);
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
                 stripes,
                 mask,
                 timed_mask,
-                either_mask: mask.min(timed_mask),
+                either_mask,
+                climb_mask: either_mask.max(1023),
                 climber: b
                     .hill_climbing
-                    .then(|| Mutex::new(Climber::new(b.capacity, b.hot_fraction))),
+                    .then(|| Mutex::new(Climber::new(b.capacity as u64, b.window_fraction))),
             })
         });
         TwoTierCache {
@@ -185,56 +238,10 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             hasher: b.hasher,
             capacity: b.capacity,
             obs,
-            hot_target: Target::new(b.hot_fraction),
+            window: Target::new(b.window_fraction),
+            weigher: b.weigher,
+            listener: b.listener,
         }
-    }
-}
-
-/// A loader in flight for [`TwoTierCache::get_or_insert_with`].
-pub(crate) struct Flight<V> {
-    state: Mutex<FlightState<V>>,
-    done: Condvar,
-    /// The thread running the loader: if it asks for the same key from
-    /// inside the loader, waiting would wait for itself.
-    leader: core::num::NonZeroUsize,
-}
-
-enum FlightState<V> {
-    Running,
-    Done(V),
-    /// The loader panicked; waiters retry.
-    Abandoned,
-}
-
-/// The leader's hold on a flight: on drop (normal or unwinding) it leaves
-/// the shard's list, marks an unfinished flight abandoned and wakes waiters.
-struct Lead<'a, K, V> {
-    shard: &'a Shard<K, V>,
-    flight: &'a Arc<Flight<V>>,
-}
-
-impl<K, V> Lead<'_, K, V> {
-    fn finish(self, v: V) {
-        // single flight, off the get path: a miss that loads takes it.
-        *self.flight.state.lock() = FlightState::Done(v);
-    }
-}
-
-impl<K, V> Drop for Lead<'_, K, V> {
-    fn drop(&mut self) {
-        // single flight, off the get path: held to edit the short list.
-        let mut flights = self.shard.flights.lock();
-        flights.retain(|(_, _, f)| !Arc::ptr_eq(f, self.flight));
-        drop(flights);
-        {
-            // single flight, off the get path: only a loader's leader and
-            // waiters take a flight's state lock.
-            let mut st = self.flight.state.lock();
-            if matches!(*st, FlightState::Running) {
-                *st = FlightState::Abandoned;
-            }
-        }
-        self.flight.done.notify_all();
     }
 }
 
@@ -349,32 +356,39 @@ where
             return v;
         }
         let batch = local.owned.then_some(local.stripe.index);
-        let epoch_done = obs.patterns.record(batch, hash, v.is_some(), prior);
-        if epoch_done && let Some(climber) = &obs.climber {
-            // try-lock-or-skip: the next epoch will try again.
-            if let Some(mut c) = climber.try_lock() {
-                let (hits, misses) = obs.stripes.totals();
-                if let Some(f) = c.observe(hits, misses) {
-                    self.hot_target.set_fraction(f);
-                }
-                if core::mem::take(&mut c.moved) {
-                    self.hot_target.add_move();
-                }
-            }
+        obs.patterns.record(batch, hash, v.is_some(), prior);
+        if n & obs.climb_mask == 0 {
+            self.climb(obs);
         }
         v
     }
 
-    /// Stores `value` for `key`. A key already cached has its value
-    /// replaced. A new key in a full shard is admitted only if it is more
-    /// frequent than the entry it would evict; otherwise it is dropped (see
-    /// [`CacheStats::rejections`]). An insert that follows a miss on the
-    /// same key, as in cache-aside code, is usually decided without the
-    /// shard's write lock when it is rejected.
-    pub fn insert(&self, key: K, value: V) {
+    /// Lets the hill climber look at the totals (on a sampled get).
+    #[cold]
+    fn climb(&self, obs: &Observer) {
+        if let Some(climber) = &obs.climber {
+            // try-lock-or-skip: the next look will try again.
+            if let Some(mut c) = climber.try_lock() {
+                let (hits, misses) = obs.stripes.totals();
+                if let Some(f) = c.observe(hits, misses) {
+                    self.window.set(f);
+                }
+            }
+        }
+    }
+
+    /// Stores `value` for `key`, replacing the value of a cached key, and
+    /// evicts what no longer fits. Returns whether the key is cached now:
+    /// a new key lands in the admission window, so it is readable right
+    /// after this call (until later inserts push it out), unless its weight
+    /// exceeds [`Self::max_weight`]; then the value is refused (dropped),
+    /// an entry the key had is removed, and this returns `false`.
+    ///
+    /// If the weigher panics, the panic reaches the caller before anything
+    /// changes. If the eviction listener panics, see the module docs.
+    pub fn insert(&self, key: K, value: V) -> bool {
         let Some(obs) = self.obs.as_deref() else {
-            self.store(key, value);
-            return;
+            return self.store(key, value);
         };
         match obs.stripes.mine() {
             Some(stripe) => self.insert_counted(obs, key, value, Local::mine(stripe)),
@@ -386,109 +400,90 @@ where
     /// last, like [`Self::get_first`].
     #[cold]
     #[inline(never)]
-    fn insert_first(&self, obs: &Observer, key: K, value: V) {
-        self.insert_counted(obs, key, value, obs.stripes.local());
+    fn insert_first(&self, obs: &Observer, key: K, value: V) -> bool {
+        self.insert_counted(obs, key, value, obs.stripes.local())
     }
 
     /// An insert counted, and one in `timed_mask + 1` timed, on `local`.
     #[inline(always)]
-    fn insert_counted(&self, obs: &Observer, key: K, value: V, local: Local<'_>) {
+    fn insert_counted(&self, obs: &Observer, key: K, value: V, local: Local<'_>) -> bool {
         if local.insert() & obs.timed_mask == 0 {
             return self.insert_timed(key, value, local);
         }
-        if self.store(key, value) == Stored::RejectedOnTicket {
-            local.quick_rejection();
-        }
+        self.store(key, value)
     }
 
     /// An insert that the stripe's insert count picked for timing.
     #[cold]
     #[inline(never)]
-    fn insert_timed(&self, key: K, value: V, local: Local<'_>) {
+    fn insert_timed(&self, key: K, value: V, local: Local<'_>) -> bool {
         let start = Instant::now();
-        if self.store(key, value) == Stored::RejectedOnTicket {
-            local.quick_rejection();
-        }
+        let kept = self.store(key, value);
         local
             .stripe
             .insert_latency
             .record(start.elapsed(), local.owned);
+        kept
     }
 
-    /// The insert itself: on a rejection ticket if the calling thread holds
-    /// one for the key, else under the shard's write lock.
+    /// The insert itself: weighs the entry (before any lock, so a panicking
+    /// weigher changes nothing), lets its shard store it, then tells the
+    /// listener what left.
     #[inline(always)]
-    fn store(&self, key: K, value: V) -> Stored {
+    fn store(&self, key: K, value: V) -> bool {
+        let weight = match &self.weigher {
+            None => 1,
+            Some(w) => w(&key, &value).max(1),
+        };
         let hash = self.hash(&key);
-        let shard = self.shard(hash);
-        let mut counted = None;
-        if let Some(victim) = ticket::take(
-            shard.id,
-            hash,
-            shard.version.load(Relaxed),
-            self.hot_target.generation(),
-        ) {
-            let freq = tiers::admission_frequency(shard.sketch.increment(hash));
-            if freq <= shard.sketch.frequency(victim) {
-                // Rejected as the locked path would: nothing else changes.
-                return Stored::RejectedOnTicket;
-            }
-            counted = Some(freq);
-        }
-        {
-            // shard lock: writes take it exclusively, off the get path.
-            let mut inner = shard.inner.write();
-            // Follow the hill climber: age the sketch once per workload
-            // move, and resize the hot tier (a shrink is spread over inserts).
-            // The generation is read first: the shard has followed at least it.
-            let generation = self.hot_target.generation();
-            let moves = self.hot_target.moves();
-            if moves != inner.moves_seen {
-                inner.moves_seen = moves;
-                shard.sketch.age();
-            }
-            let fraction = self.hot_target.fraction();
-            if fraction != inner.hot_fraction || inner.hot.len() > inner.hot_cap {
-                inner.hot_fraction = fraction;
-                inner.retarget(
-                    fraction,
-                    &shard.sketch,
-                    &shard.counters.0,
-                    self.obs.is_some(),
-                );
-            }
-            inner.synced = if inner.hot.len() <= inner.hot_cap {
-                generation
-            } else {
-                shard::UNSYNCED
-            };
-            inner.insert(
-                hash,
-                key,
-                value,
-                &shard.sketch,
-                &shard.counters.0,
-                self.obs.is_some(),
-                counted,
-            );
-            shard.wrote(&inner);
-        }
-        Stored::Locked
+        let settings = Settings {
+            window_fraction: self.window.get(),
+            count: self.obs.is_some(),
+        };
+        let mut out = Removals::new(self.listener.is_some());
+        let kept = self
+            .shard(hash)
+            .insert(hash, key, value, weight, settings, &mut out);
+        self.notify(out);
+        kept
     }
 
-    /// Removes `key`, returning its value if it was cached.
+    /// Hands the removals of a write section to the listener, outside any
+    /// shard lock. A panicking listener does not stop the others' delivery;
+    /// the first panic is resumed afterwards.
+    fn notify(&self, out: Removals<K, V>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let mut panic = None;
+        for (k, v, cause) in out.items {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| listener(k, v, cause))) {
+                panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+    }
+
+    /// Removes `key`, returning its value if it was cached. The listener
+    /// hears of it as [`RemovalCause::Removed`].
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let shard = self.shard(hash);
-        // shard lock: a removal takes it exclusively, off the get path.
-        let mut inner = shard.inner.write();
-        let v = inner.remove(hash, key, &shard.sketch);
-        shard.wrote(&inner);
-        v
+        let (k, v) = self.shard(hash).remove(hash, key)?;
+        match &self.listener {
+            Some(_) => {
+                let mut out = Removals::new(true);
+                out.push(k, v.clone(), RemovalCause::Removed);
+                self.notify(out);
+            }
+            None => drop(k),
+        }
+        Some(v)
     }
 
     /// Whether `key` is cached. Unlike [`Self::get`] this neither marks the
@@ -503,55 +498,144 @@ where
         self.shard(hash).inner.read().find(hash, key).is_some()
     }
 
+    /// A copy of the value for `key`, if cached, with no effect on the
+    /// policy or the counters (unlike [`Self::get`]).
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        shard::peek(self.shard(hash), hash, key)
+    }
+
+    /// Removes every entry for which `keep` returns false, shard by shard
+    /// (each under its write lock: entries inserted meanwhile into a shard
+    /// already visited are not seen). The listener hears of each as
+    /// [`RemovalCause::Removed`]. If `keep` panics, the shard being visited
+    /// keeps the entries not yet visited and the panic reaches the caller.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for shard in self.shards.iter() {
+            let mut out = Removals::new(self.listener.is_some());
+            shard.retain(&mut keep, &mut out);
+            self.notify(out);
+        }
+    }
+
+    /// An iterator over a snapshot of the entries: each shard is copied
+    /// under its read lock when the iterator reaches it, so every entry
+    /// yielded was cached at that moment. Does not touch the policy.
+    pub fn iter(&self) -> Iter<'_, K, V, S> {
+        Iter {
+            cache: self,
+            next_shard: 0,
+            buffer: Vec::new().into_iter(),
+        }
+    }
+
     /// The cached value for `key`, or the value `load` returns, which is then
-    /// inserted (subject to admission, like [`Self::insert`]).
+    /// inserted (like [`Self::insert`]).
     ///
     /// Single flight: while one caller's `load` runs for a key, other callers
     /// that miss on that key wait for its result instead of running their
     /// own. If that `load` panics, the panic propagates to its caller only;
     /// the waiters wake and try again, one of them running its own loader.
+    /// A loader that asks for its own key again panics (it would wait for
+    /// itself).
     pub fn get_or_insert_with(&self, key: K, load: impl FnOnce() -> V) -> V {
-        if let Some(v) = self.get(&key) {
-            return v;
+        let r = self.load_through::<K, Infallible>(&key, || key.clone(), || Ok(load()));
+        r.unwrap_or_else(|e| match *e {})
+    }
+
+    /// [`Self::get_or_insert_with`] with a borrowed key, turned into an
+    /// owned one only if the loader runs: `cache.get_or_insert_with_ref("k", ...)`
+    /// on a `TwoTierCache<String, _>`.
+    pub fn get_or_insert_with_ref<Q>(&self, key: &Q, load: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let r = self.load_through::<Q, Infallible>(key, || key.to_owned(), || Ok(load()));
+        r.unwrap_or_else(|e| match *e {})
+    }
+
+    /// [`Self::get_or_insert_with`] with a loader that may fail. Single
+    /// flight as there: if the loader returns an error, that error is
+    /// returned to its caller and to every caller waiting on the same
+    /// flight (hence the `Arc`), and nothing is cached; later calls run a
+    /// loader again.
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        self.load_through(&key, || key.clone(), || load().map_err(Arc::new))
+    }
+
+    /// The single-flight miss path shared by the `get_or_insert_with`
+    /// family: `owned` makes the key to store, `load` the value.
+    fn load_through<Q, E>(
+        &self,
+        key: &Q,
+        owned: impl FnOnce() -> K,
+        load: impl FnOnce() -> Result<V, Arc<E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        if let Some(v) = self.get(key) {
+            return Ok(v);
         }
-        let hash = self.hash(&key);
+        let hash = self.hash(key);
         let shard = self.shard(hash);
         let mut load = Some(load);
+        let mut owned = Some(owned);
         loop {
             let (flight, leader) = {
                 // single flight, after a miss: never taken by a hit.
                 let mut flights = shard.flights.lock();
-                match flights.iter().find(|(h, k, _)| *h == hash && *k == key) {
-                    Some((_, _, f)) => (Arc::clone(f), false),
+                match flights
+                    .iter()
+                    .find(|(h, k, _)| *h == hash && k.borrow() == key)
+                {
+                    Some((_, _, f)) => (Arc::clone(f), None),
                     None => {
-                        let f = Arc::new(Flight {
-                            state: Mutex::new(FlightState::Running),
-                            done: Condvar::new(),
-                            leader: crate::sync::current_thread_id(),
-                        });
-                        flights.push((hash, key.clone(), Arc::clone(&f)));
-                        (f, true)
+                        let f = Arc::new(Flight::new());
+                        let make = owned.take().expect("a caller leads at most once");
+                        flights.push((hash, make(), Arc::clone(&f)));
+                        let k = flights.last().map(|(_, k, _)| k.clone());
+                        (f, k)
                     }
                 }
             };
-            if leader {
+            if let Some(k) = leader {
                 let lead = Lead {
                     shard,
                     flight: &flight,
                 };
                 // A flight may have completed between our miss and our
                 // registration: look again before loading.
-                let v = match shard::lookup(shard, hash, &key) {
-                    Some(v) => v,
-                    None => {
-                        let load = load.take().expect("a caller leads at most once");
-                        let v = load();
-                        self.insert(key.clone(), v.clone());
-                        v
+                if let Some(v) = shard::lookup(shard, hash, key) {
+                    lead.finish(State::Done(v.clone()));
+                    return Ok(v);
+                }
+                let load = load.take().expect("a caller leads at most once");
+                return match load() {
+                    Ok(v) => {
+                        self.insert(k, v.clone());
+                        lead.finish(State::Done(v.clone()));
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        lead.finish(State::Failed(Arc::clone(&e) as _));
+                        Err(e)
                     }
                 };
-                lead.finish(v.clone());
-                return v;
             }
             assert!(
                 flight.leader != crate::sync::current_thread_id(),
@@ -562,22 +646,27 @@ where
             let mut st = flight.state.lock();
             loop {
                 match &*st {
-                    FlightState::Running => flight.done.wait(&mut st),
-                    FlightState::Done(v) => return v.clone(),
-                    FlightState::Abandoned => break,
+                    State::Running => flight.done.wait(&mut st),
+                    State::Done(v) => return Ok(v.clone()),
+                    State::Failed(e) => match Arc::clone(e).downcast::<E>() {
+                        Ok(e) => return Err(e),
+                        // A loader with another error type failed: load
+                        // for ourselves.
+                        Err(_) => break,
+                    },
+                    State::Abandoned => break,
                 }
             }
-            // The leader panicked: go round again, perhaps as the leader.
+            // The leader panicked (or failed with another error type): go
+            // round again, perhaps as the leader. (Only a leader takes
+            // `owned` and `load`, and a leader always returns.)
         }
     }
 
     /// Entries cached now (a sum of per-shard counts, each exact at some
     /// moment during the call). Never more than [`Self::capacity`].
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.len.load(core::sync::atomic::Ordering::Relaxed))
-            .sum()
+        self.shards.iter().map(|s| s.len.load(Relaxed)).sum()
     }
 
     /// Whether [`Self::len`] is zero.
@@ -586,20 +675,32 @@ where
     }
 
     /// Drops every entry and forgets the frequency history. Counters,
-    /// histograms and the pattern detector keep their history.
+    /// histograms and the pattern detector keep their history. The
+    /// listener hears of each entry as [`RemovalCause::Removed`].
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            // shard lock: `clear` takes each exclusively, off the get path.
-            let mut inner = shard.inner.write();
-            inner.clear();
-            shard.sketch.clear();
-            shard.wrote(&inner);
+            let mut out = Removals::new(self.listener.is_some());
+            shard.clear(&mut out);
+            self.notify(out);
         }
     }
 
-    /// The most entries the cache holds.
+    /// The capacity: the most entries the cache holds, or with a weigher
+    /// the most total weight.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The total weight of the cached entries (their number without a
+    /// weigher). Never more than [`Self::capacity`].
+    pub fn weighted_size(&self) -> u64 {
+        self.shards.iter().map(|s| s.weight.load(Relaxed)).sum()
+    }
+
+    /// The heaviest value [`Self::insert`] accepts: a shard's capacity
+    /// (the capacity divided by the number of shards, rounded down).
+    pub fn max_weight(&self) -> u64 {
+        (self.capacity / self.shards.len()) as u64
     }
 
     /// A snapshot of the counters; all zero when observability is off.
@@ -616,9 +717,7 @@ where
         for shard in self.shards.iter() {
             shard.counters.0.add_to(&mut out);
         }
-        let (inserts, quick) = obs.stripes.inserts();
-        out.inserts = inserts;
-        out.rejections += quick;
+        out.inserts = obs.stripes.inserts();
         out
     }
 
@@ -635,7 +734,7 @@ where
     /// The pattern detector's view; empty when observability is off.
     pub fn patterns(&self) -> Patterns<K> {
         self.obs.as_deref().map_or_else(Patterns::default, |obs| {
-            obs.patterns.snapshot(self.hot_target.fraction(), |hash| {
+            obs.patterns.snapshot(self.window.get(), |hash| {
                 // Off the get path; one shard read lock per hot key named.
                 let shard = self.shard(hash);
                 shard.inner.read().key_of(hash).cloned()
@@ -646,6 +745,29 @@ where
     /// The number of shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+}
+
+/// An iterator over a snapshot of a cache's entries, shard by shard; made
+/// by [`TwoTierCache::iter`].
+pub struct Iter<'a, K, V, S> {
+    cache: &'a TwoTierCache<K, V, S>,
+    next_shard: usize,
+    buffer: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(item) = self.buffer.next() {
+                return Some(item);
+            }
+            let shard = self.cache.shards.get(self.next_shard)?;
+            self.next_shard += 1;
+            self.buffer = shard.snapshot().into_iter();
+        }
     }
 }
 

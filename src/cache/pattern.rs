@@ -90,11 +90,10 @@ pub struct Patterns<K> {
     pub samples: u64,
     /// Samples skipped because another thread held the window.
     pub skipped: u64,
-    /// The share of the capacity the hot tier may use now: the configured
-    /// [`hot_fraction`](crate::cache::TwoTierCacheBuilder::hot_fraction),
-    /// or where [hill climbing](crate::cache::TwoTierCacheBuilder::hill_climbing)
+    /// The admission window's share of the capacity now: 1% at the start,
+    /// then where [hill climbing](crate::cache::TwoTierCacheBuilder::hill_climbing)
     /// has moved it.
-    pub hot_fraction: f64,
+    pub window_fraction: f64,
 }
 
 impl<K> Default for Patterns<K> {
@@ -106,7 +105,7 @@ impl<K> Default for Patterns<K> {
             scan_detected: false,
             samples: 0,
             skipped: 0,
-            hot_fraction: 0.0,
+            window_fraction: 0.0,
         }
     }
 }
@@ -340,7 +339,7 @@ impl PatternDetector {
     /// no longer there); it runs after the window lock is released.
     pub(crate) fn snapshot<K>(
         &self,
-        hot_fraction: f64,
+        window_fraction: f64,
         key_of: impl Fn(u64) -> Option<K>,
     ) -> Patterns<K> {
         // Off the get path: a snapshot may wait for a recording thread.
@@ -397,7 +396,7 @@ impl PatternDetector {
             scan_detected,
             samples,
             skipped: self.skipped.load(Ordering::Relaxed),
-            hot_fraction,
+            window_fraction,
         }
     }
 }

@@ -1,5 +1,8 @@
 //! One shard: an open-addressing index over a slab of entries, behind a
 //! lockscope [`RwLock`](crate::RwLock), plus the shard's sketch and counters.
+//! The shard owns its write sections ([`Shard::insert`], [`Shard::remove`],
+//! [`Shard::retain`], [`Shard::clear`]): the cache picks the shard and hands
+//! it what the policy needs; the policy itself is in `policy.rs`.
 //!
 //! The index stores, per key, one word: the low 32 bits of the key's hash and
 //! the entry's slot in the slab. Probing is linear from the hash's low bits
@@ -9,13 +12,14 @@
 //! removal shifts the rest of the probe run back (no tombstones).
 
 use core::borrow::Borrow;
-use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use super::RemovalCause;
+use super::flight::FlightList;
+use super::queue::ClockQueue;
 use super::sketch::{Padded, Sketch};
 use super::stats::ShardCounters;
-use super::ticket::{self, Ticket};
-use super::tiers::{ClockQueue, Tier};
 use crate::diag::Inspect as _;
+use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::{Mutex, RwLock};
 
 const EMPTY: u64 = u64::MAX;
@@ -32,11 +36,13 @@ pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
     pub(crate) hash: u64,
+    /// The entry's weight (1 without a weigher).
+    pub(crate) weight: u64,
     /// The access byte (see [`REFS_MASK`]): raised on access under the read
     /// lock, aged and drained by the CLOCK hands under the write lock.
     access: AtomicU8,
-    /// Which queue currently owns the entry.
-    pub(crate) tier: Tier,
+    /// Which region's queue currently owns the entry.
+    pub(crate) region: Region,
     /// Incarnation stamp: a queue item is current only if its stamp matches.
     pub(crate) stamp: u32,
 }
@@ -58,22 +64,15 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Whether a CLOCK hand passing the entry would neither age it nor
-    /// drain hits into the sketch: no references, no pending hits.
-    #[inline]
-    pub(crate) fn is_idle(&self) -> bool {
-        self.access.load(Relaxed) == 0
-    }
-
-    /// Counts the pending hits in `sketch` and returns the reference
-    /// counter, lowered by one if it was positive (the hand's second
-    /// chance). Only under the write lock.
-    pub(crate) fn age(&self, sketch: &Sketch) -> u8 {
-        let a = self.drain(sketch);
-        if a > 0 {
-            self.access.store(a - 1, Relaxed);
+    /// Counts the pending hits in `sketch` and clears the access byte;
+    /// returns whether the entry had been referenced. Only under the write
+    /// lock.
+    pub(crate) fn take_refs(&self, sketch: &Sketch) -> bool {
+        let r = self.drain(sketch);
+        if r > 0 {
+            self.access.store(0, Relaxed);
         }
-        a
+        r > 0
     }
 
     /// Counts the pending hits in `sketch`; returns the reference counter.
@@ -89,32 +88,78 @@ impl<K, V> Entry<K, V> {
     }
 }
 
+/// The region of a shard an entry is in (W-TinyLFU, see `policy.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Region {
+    /// The admission window: every new key lands here.
+    Window,
+    /// The main region's probation segment: where the window's victims
+    /// compete with the main region's, and where evictions happen.
+    Probation,
+    /// The main region's protected segment: entries used again while on
+    /// probation.
+    Protected,
+}
+
 /// The lock-protected state of a shard.
 pub(crate) struct ShardInner<K, V> {
     index: Box<[u64]>,
     mask: usize,
     pub(crate) slots: Vec<Option<Entry<K, V>>>,
     free: Vec<u32>,
-    pub(crate) hot: ClockQueue,
-    pub(crate) warm: ClockQueue,
-    pub(crate) hot_cap: usize,
-    /// The hot fraction `hot_cap` was computed from.
-    pub(crate) hot_fraction: f64,
-    /// Workload moves this shard has aged its sketch for.
-    pub(crate) moves_seen: u64,
-    /// The hot-target generation this shard has fully followed (its sketch
-    /// aged, its hot tier within the cap), or [`UNSYNCED`]: only a shard in
-    /// step with the target issues rejection tickets.
-    pub(crate) synced: u64,
-    pub(crate) capacity: usize,
+    pub(crate) window: ClockQueue,
+    pub(crate) probation: ClockQueue,
+    pub(crate) protected: ClockQueue,
+    /// The shard's capacity, in weight.
+    pub(crate) capacity: u64,
+    /// The window's share of the capacity the caps below follow.
+    pub(crate) window_fraction: f64,
+    /// The protected segment's share of the main region.
+    pub(crate) protected_fraction: f64,
+    pub(crate) window_cap: u64,
+    pub(crate) protected_cap: u64,
+    /// Window entries moved to probation by this write section, which now
+    /// compete with probation's victims (reused, to spare an allocation).
+    pub(crate) candidates: Vec<(u32, u32)>,
+    /// State of the random admission of warm candidates (see `policy.rs`).
+    pub(crate) rng: u64,
     next_stamp: u32,
 }
 
-/// [`ShardInner::synced`] while a hot-tier shrink is still in progress.
-pub(crate) const UNSYNCED: u64 = u64::MAX;
+/// Entries a write section took out, with why: handed to the eviction
+/// listener once the shard's lock is released (or dropped there, without
+/// one).
+pub(crate) struct Removals<K, V> {
+    /// Whether to keep them (a listener is set); else they are dropped at
+    /// once.
+    pub(crate) keep: bool,
+    pub(crate) items: Vec<(K, V, RemovalCause)>,
+}
 
-/// A single-flight record: `None` while the loader runs.
-pub(crate) type FlightList<K, V> = Vec<(u64, K, std::sync::Arc<super::Flight<V>>)>;
+impl<K, V> Removals<K, V> {
+    pub(crate) fn new(keep: bool) -> Self {
+        Removals {
+            keep,
+            items: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, key: K, value: V, cause: RemovalCause) {
+        if self.keep {
+            self.items.push((key, value, cause));
+        }
+    }
+}
+
+/// What a write section follows: the cache-wide settings of the moment.
+#[derive(Clone, Copy)]
+pub(crate) struct Settings {
+    /// The window's share of the capacity (moved by the hill climber).
+    pub(crate) window_fraction: f64,
+    /// Whether to count admissions, evictions and the like.
+    pub(crate) count: bool,
+}
 
 /// A shard of the cache, aligned so that neighbours share no line.
 #[repr(align(128))]
@@ -125,32 +170,35 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: Padded<ShardCounters>,
     /// Entries in the shard; written under the write lock.
     pub(crate) len: AtomicUsize,
-    /// Write sections run on the shard (see `ticket.rs`): bumped under the
-    /// write lock, read by an insert that holds a rejection ticket.
-    pub(crate) version: AtomicU64,
-    /// Process-unique, for rejection tickets.
-    pub(crate) id: u64,
+    /// Their total weight; written under the write lock.
+    pub(crate) weight: AtomicU64,
     /// Loaders in flight for `get_or_insert_with`.
     pub(crate) flights: Mutex<FlightList<K, V>>,
 }
 
 impl<K, V> Shard<K, V> {
-    /// Shard `index` of `count`; its locks are labelled with that position,
-    /// so that the lock registry and the contention profile name them.
+    /// Shard `index` of `count`, of `capacity` in weight; its locks are
+    /// labelled with that position, so that the lock registry and the
+    /// contention profile name them.
     pub(crate) fn new(
-        capacity: usize,
-        hot_cap: usize,
-        hot_fraction: f64,
+        capacity: u64,
+        window_fraction: f64,
+        protected_fraction: f64,
         index: usize,
         count: usize,
+        entries_hint: usize,
     ) -> Self {
         let shard = Shard {
-            inner: RwLock::new(ShardInner::new(capacity, hot_cap, hot_fraction)),
-            sketch: Sketch::new(capacity),
+            inner: RwLock::new(ShardInner::new(
+                capacity,
+                window_fraction,
+                protected_fraction,
+                entries_hint,
+            )),
+            sketch: Sketch::new(entries_hint),
             counters: Padded::default(),
             len: AtomicUsize::new(0),
-            version: AtomicU64::new(0),
-            id: ticket::next_shard_id(),
+            weight: AtomicU64::new(0),
             flights: Mutex::new(Vec::new()),
         };
         shard
@@ -161,44 +209,162 @@ impl<K, V> Shard<K, V> {
             .set_label(&format!("lockscope::cache single-flight {index}/{count}"));
         shard
     }
+
+    /// Ends a write section on `inner` (this shard's, write-locked):
+    /// publishes the length and weight.
+    #[inline]
+    fn wrote(&self, inner: &ShardInner<K, V>) {
+        self.len.store(inner.len(), Relaxed);
+        self.weight.store(inner.weight(), Relaxed);
+    }
 }
 
-impl<K, V> Shard<K, V> {
-    /// Ends a write section on `inner` (this shard's, write-locked):
-    /// publishes the length and bumps the version, which voids every
-    /// rejection ticket issued before.
-    #[inline]
-    pub(crate) fn wrote(&self, inner: &ShardInner<K, V>) {
-        self.len.store(inner.len(), Relaxed);
-        self.version
-            .store(self.version.load(Relaxed).wrapping_add(1), Relaxed);
+impl<K: Eq, V> Shard<K, V> {
+    /// Inserts or replaces `key` with weight `weight` and evicts what no
+    /// longer fits; the removed entries go to `out`. Returns whether `key`
+    /// is cached afterwards: a new key lands in the window, which keeps it,
+    /// unless it weighs more than the shard's whole capacity; then it is
+    /// refused, and an entry the key had is removed (its value is stale).
+    pub(crate) fn insert(
+        &self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u64,
+        settings: Settings,
+        out: &mut Removals<K, V>,
+    ) -> bool {
+        // shard lock: writes take it exclusively, off the get path.
+        let mut inner = self.inner.write();
+        let counters = settings.count.then_some(&self.counters.0);
+        if weight > inner.capacity {
+            if let Some((_, slot)) = inner.find(hash, &key) {
+                let e = inner.take(slot, &self.sketch);
+                out.push(e.key, e.value, RemovalCause::Replaced);
+                self.wrote(&inner);
+            }
+            if let Some(c) = counters {
+                super::stats::bump_owned(&c.rejections);
+            }
+            return false;
+        }
+        inner.follow(settings.window_fraction);
+        inner.insert(hash, key, value, weight, &self.sketch, counters, out);
+        self.wrote(&inner);
+        true
+    }
+
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // shard lock: a removal takes it exclusively, off the get path.
+        let mut inner = self.inner.write();
+        let (_, slot) = inner.find(hash, key)?;
+        let e = inner.take(slot, &self.sketch);
+        inner.compact();
+        self.wrote(&inner);
+        Some((e.key, e.value))
+    }
+
+    /// Removes every entry for which `keep` returns false.
+    pub(crate) fn retain(&self, keep: &mut impl FnMut(&K, &V) -> bool, out: &mut Removals<K, V>) {
+        // shard lock: `retain` takes each shard exclusively, off the get path.
+        let mut inner = self.inner.write();
+        // If `keep` panics the guard is dropped on the way out: the entries
+        // removed so far are gone and the shard is consistent.
+        let mut doomed = Vec::new();
+        for (slot, e) in inner.slots.iter().enumerate() {
+            if let Some(e) = e
+                && !keep(&e.key, &e.value)
+            {
+                doomed.push(slot as u32);
+            }
+        }
+        for slot in doomed {
+            let e = inner.take(slot, &self.sketch);
+            out.push(e.key, e.value, RemovalCause::Removed);
+        }
+        inner.compact();
+        self.wrote(&inner);
+    }
+
+    /// Drops every entry and the frequency history.
+    pub(crate) fn clear(&self, out: &mut Removals<K, V>) {
+        // shard lock: `clear` takes each shard exclusively, off the get path.
+        let mut inner = self.inner.write();
+        for e in inner.clear() {
+            out.push(e.key, e.value, RemovalCause::Removed);
+        }
+        self.sketch.clear();
+        self.wrote(&inner);
+    }
+}
+
+impl<K: Clone, V: Clone> Shard<K, V> {
+    /// A copy of every entry, taken under the read lock.
+    pub(crate) fn snapshot(&self) -> Vec<(K, V)> {
+        // shard lock: the read lock, as a get takes it, off the get path.
+        let inner = self.inner.read();
+        inner
+            .slots
+            .iter()
+            .flatten()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect()
     }
 }
 
 impl<K, V> ShardInner<K, V> {
-    fn new(capacity: usize, hot_cap: usize, hot_fraction: f64) -> Self {
-        let words = (capacity * 2).max(8).next_power_of_two();
-        ShardInner {
+    fn new(capacity: u64, window_fraction: f64, protected_fraction: f64, entries: usize) -> Self {
+        let words = (entries * 2).max(8).next_power_of_two();
+        let mut inner = ShardInner {
             index: vec![EMPTY; words].into_boxed_slice(),
             mask: words - 1,
             slots: Vec::new(),
             free: Vec::new(),
-            hot: ClockQueue::default(),
-            warm: ClockQueue::default(),
-            hot_cap,
-            hot_fraction,
-            moves_seen: 0,
-            synced: 0,
+            window: ClockQueue::default(),
+            probation: ClockQueue::default(),
+            protected: ClockQueue::default(),
             capacity,
+            window_fraction: f64::NAN,
+            protected_fraction,
+            window_cap: 0,
+            protected_cap: 0,
+            candidates: Vec::new(),
+            rng: 0x853c_49e6_748f_ea9b,
             next_stamp: 0,
+        };
+        inner.follow(window_fraction);
+        inner
+    }
+
+    /// Sets the caps of the window and the protected segment for
+    /// `window_fraction` of the capacity, if they do not follow it yet.
+    /// Segments over their new caps shrink as entries are next moved.
+    #[inline]
+    pub(crate) fn follow(&mut self, window_fraction: f64) {
+        if window_fraction == self.window_fraction {
+            return;
         }
+        self.window_fraction = window_fraction;
+        let c = self.capacity as f64;
+        self.window_cap = (c * window_fraction) as u64;
+        let main = self.capacity.saturating_sub(self.window_cap);
+        self.protected_cap = (main as f64 * self.protected_fraction) as u64;
     }
 
     /// Live entries.
     pub(crate) fn len(&self) -> usize {
-        self.hot.len() + self.warm.len()
+        self.window.len() + self.probation.len() + self.protected.len()
     }
 
+    /// Their total weight.
+    pub(crate) fn weight(&self) -> u64 {
+        self.window.weight() + self.probation.weight() + self.protected.weight()
+    }
     /// The entry in `slot`, which must be live.
     #[inline]
     pub(crate) fn entry(&self, slot: u32) -> &Entry<K, V> {
@@ -284,15 +450,24 @@ impl<K, V> ShardInner<K, V> {
         }
     }
 
-    /// Stores a new entry (the key must be absent) and queues it in `tier`.
-    pub(crate) fn place(&mut self, hash: u64, key: K, value: V, tier: Tier) -> u32 {
+    /// Stores a new entry (the key must be absent) and queues it in
+    /// `region`.
+    pub(crate) fn place(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u64,
+        region: Region,
+    ) -> u32 {
         let stamp = self.stamp();
         let entry = Entry {
             key,
             value,
             hash,
+            weight,
             access: AtomicU8::new(0),
-            tier,
+            region,
             stamp,
         };
         let slot = match self.free.pop() {
@@ -305,21 +480,40 @@ impl<K, V> ShardInner<K, V> {
                 u32::try_from(self.slots.len() - 1).expect("shard capacity fits in u32")
             }
         };
+        self.grow_index();
         let tag = hash as u32;
         let mut pos = tag as usize & self.mask;
         while self.index[pos] != EMPTY {
             pos = (pos + 1) & self.mask;
         }
         self.index[pos] = (u64::from(tag) << 32) | u64::from(slot);
-        self.queue_mut(tier).push_back(slot, stamp);
+        self.queue_mut(region).push_back(slot, stamp, weight);
         slot
     }
 
-    /// Takes the entry in `slot` out of the index and the slab. Its queue
-    /// item goes stale and is dropped when a hand reaches it.
+    /// Doubles the index when it is half full (with weights, a shard may
+    /// hold more entries than its capacity hint), so a probe always ends.
+    fn grow_index(&mut self) {
+        if (self.len() + 1) * 2 <= self.index.len() {
+            return;
+        }
+        let words = self.index.len() * 2;
+        let old = core::mem::replace(&mut self.index, vec![EMPTY; words].into_boxed_slice());
+        self.mask = words - 1;
+        for w in old.iter().copied().filter(|&w| w != EMPTY) {
+            let mut pos = (w >> 32) as usize & self.mask;
+            while self.index[pos] != EMPTY {
+                pos = (pos + 1) & self.mask;
+            }
+            self.index[pos] = w;
+        }
+    }
+
+    /// Takes the entry in `slot` out of the index, the slab and its queue
+    /// (whose item goes stale). Its pending hits are counted first: its
+    /// history stays in the sketch for when the key comes back.
     pub(crate) fn take(&mut self, slot: u32, sketch: &Sketch) -> Entry<K, V> {
         let hash = self.entry(slot).hash;
-        // Its history stays in the sketch for when the key comes back.
         self.entry(slot).drain(sketch);
         let pos = self.position_of(hash, slot);
         self.unlink(pos);
@@ -327,7 +521,7 @@ impl<K, V> ShardInner<K, V> {
             .take()
             .expect("index points at a live slot");
         self.free.push(slot);
-        self.queue_mut(entry.tier).forget_one();
+        self.queue_mut(entry.region).left(entry.weight);
         entry
     }
 
@@ -362,10 +556,11 @@ impl<K, V> ShardInner<K, V> {
         self.next_stamp
     }
 
-    pub(crate) fn queue_mut(&mut self, tier: Tier) -> &mut ClockQueue {
-        match tier {
-            Tier::Hot => &mut self.hot,
-            Tier::Warm => &mut self.warm,
+    pub(crate) fn queue_mut(&mut self, region: Region) -> &mut ClockQueue {
+        match region {
+            Region::Window => &mut self.window,
+            Region::Probation => &mut self.probation,
+            Region::Protected => &mut self.protected,
         }
     }
 
@@ -375,24 +570,35 @@ impl<K, V> ShardInner<K, V> {
         matches!(&self.slots[slot as usize], Some(e) if e.stamp == stamp)
     }
 
-    /// Drops every entry.
-    pub(crate) fn clear(&mut self) {
+    /// Drops stale items from queues that have too many.
+    pub(crate) fn compact(&mut self) {
+        for region in [Region::Window, Region::Probation, Region::Protected] {
+            let mut q = core::mem::take(self.queue_mut(region));
+            q.compact(|s, st| self.current(s, st));
+            *self.queue_mut(region) = q;
+        }
+    }
+
+    /// Drops every entry from the index and the queues; returns them.
+    pub(crate) fn clear(&mut self) -> Vec<Entry<K, V>> {
         self.index.fill(EMPTY);
-        self.slots.clear();
         self.free.clear();
-        self.hot = ClockQueue::default();
-        self.warm = ClockQueue::default();
+        self.window = ClockQueue::default();
+        self.probation = ClockQueue::default();
+        self.protected = ClockQueue::default();
+        core::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
-/// Reads `key` under the read lock, returning the value and, if
-/// `with_key`, the stored key (for the pattern detector's samples). A miss
-/// may leave the thread a rejection ticket for the insert that follows (see
-/// `ticket.rs`).
+/// Reads `key` under the read lock and returns a copy of its value.
 ///
 /// A hit writes nothing shared but the entry's access byte, and that only
 /// while its reference counter is below saturation: the hit is counted in
-/// the frequency sketch later, by the CLOCK hand, under the write lock.
+/// the frequency sketch later, by a CLOCK hand, under the write lock. A
+/// miss writes nothing: the insert that follows it counts the key.
 #[inline(always)]
 pub(crate) fn lookup<K, V, Q>(shard: &Shard<K, V>, hash: u64, key: &Q) -> Option<V>
 where
@@ -402,23 +608,21 @@ where
 {
     // shard lock: the one lock the get path takes.
     let inner = shard.inner.read();
-    let slot = match inner.probe(hash, key) {
-        Ok((_, slot)) => slot,
-        Err(clean) => {
-            if clean && let Some(victim) = inner.idle_warm_victim() {
-                // Under the read lock: no write section runs meanwhile.
-                ticket::issue(Ticket {
-                    shard: shard.id,
-                    hash,
-                    version: shard.version.load(Relaxed),
-                    generation: inner.synced,
-                    victim,
-                });
-            }
-            return None;
-        }
-    };
+    let (_, slot) = inner.probe(hash, key).ok()?;
     let e = inner.entry(slot);
     e.touch();
     Some(e.value.clone())
+}
+
+/// [`lookup`] without marking the entry as used.
+pub(crate) fn peek<K, V, Q>(shard: &Shard<K, V>, hash: u64, key: &Q) -> Option<V>
+where
+    K: Borrow<Q>,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    // shard lock: the read lock, as a get takes it.
+    let inner = shard.inner.read();
+    let (_, slot) = inner.probe(hash, key).ok()?;
+    Some(inner.entry(slot).value.clone())
 }

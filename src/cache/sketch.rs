@@ -1,17 +1,25 @@
-//! A Count-Min Sketch of 4-bit counters, updated with atomics (TinyLFU).
+//! TinyLFU's frequency sketch: a doorkeeper in front of a Count-Min Sketch
+//! of 4-bit counters, aged by periodic halving.
 //!
-//! Each key maps to one 64-byte block of eight words; its four counters sit
-//! in four different words of that block, so an increment touches one cache
-//! line. Counters saturate at 15, and every `20 * capacity` successful
-//! increments all counters are halved, so old popularity fades (the "reset" of TinyLFU).
+//! * The doorkeeper is a small Bloom filter (two bits in one word per key).
+//!   A key's first access in a period only sets its bits; later accesses go
+//!   to the counters, and the estimate is the counters' minimum plus one if
+//!   the doorkeeper holds the key. Most keys of a real trace are seen once,
+//!   so they never reach the counters and cannot blur the counts of the keys
+//!   that matter (Einziger, Friedman and Manes, TinyLFU, section 3.4.2).
+//! * Each key maps to one 64-byte block of eight words; its four counters
+//!   sit in four different words of that block, so an increment touches one
+//!   cache line. Counters saturate at 15.
+//! * Every `10 * capacity` increments that changed something (Caffeine's
+//!   sample size) all counters are halved and the doorkeeper is cleared, so
+//!   old popularity fades (the "reset" of TinyLFU).
 //!
-//! Increments are relaxed loads and stores, never a lock and never a locked
-//! instruction: most run under the shard's write lock, but an insert
-//! rejected with a ticket (see `ticket.rs`) counts its key with no lock
-//! held, so two increments, or an increment and a halving, can race (see
-//! [`Sketch::add`] for what that costs). A saturated counter is only read.
+//! Increments run under the shard's write lock only; the cells are atomics
+//! because the pattern detector reads frequencies without it (relaxed loads,
+//! an estimate either way). They are relaxed loads and stores, never a
+//! locked instruction.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Eight words, one cache line.
 #[repr(align(64))]
@@ -26,6 +34,9 @@ pub(crate) struct Padded<T>(pub(crate) T);
 pub(crate) struct Sketch {
     blocks: Box<[Block]>,
     block_mask: usize,
+    /// The doorkeeper's bits.
+    door: Box<[AtomicU64]>,
+    door_mask: usize,
     /// Successful increments since the last halving. On a line of its own:
     /// it is written often, and the fields above are read on every access.
     additions: Padded<AtomicUsize>,
@@ -33,11 +44,9 @@ pub(crate) struct Sketch {
     sample: usize,
 }
 
-/// Halve every this many times the capacity in successful increments.
-/// Measured on the benchmark streams (4M keys, capacity 10k): 10 loses
-/// about a point of hit ratio on stationary Zipf, 20 keeps it and still
-/// follows a moving hot set; see `docs/cache.md`.
-const SAMPLE_FACTOR: usize = 20;
+/// Halve every this many times the capacity in successful increments
+/// (Caffeine's sample size).
+const SAMPLE_FACTOR: usize = 10;
 
 const LOW_BITS: u64 = 0x7777_7777_7777_7777;
 
@@ -64,12 +73,27 @@ impl Sketch {
             .map(|_| Block(Default::default()))
             .collect::<Vec<_>>()
             .into_boxed_slice();
+        // About four doorkeeper bits per increment of a period: with two
+        // bits per key, a few percent of false positives when most keys of
+        // a period are new.
+        let sample = capacity.max(1).saturating_mul(SAMPLE_FACTOR);
+        let door_words = (sample / 16).max(1).next_power_of_two();
         Sketch {
             blocks,
             block_mask: nblocks - 1,
+            door: (0..door_words).map(|_| AtomicU64::new(0)).collect(),
+            door_mask: door_words - 1,
             additions: Padded(AtomicUsize::new(0)),
-            sample: capacity.max(1).saturating_mul(SAMPLE_FACTOR),
+            sample,
         }
+    }
+
+    /// The doorkeeper word of `hash` and its two bits in it.
+    #[inline(always)]
+    fn door(&self, hash: u64) -> (&AtomicU64, u64) {
+        let h = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+        let word = &self.door[(h >> 40) as usize & self.door_mask];
+        (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
     }
 
     /// The block of `hash` and the bits that pick its four counters in it
@@ -84,9 +108,17 @@ impl Sketch {
         (block, (h >> 24) as u32)
     }
 
-    /// The estimated frequency of `hash`: the smallest of its counters.
+    /// The estimated frequency of `hash`: the smallest of its counters,
+    /// plus one if the doorkeeper holds it (at most 16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        let (word, bits) = self.door(hash);
+        self.counters(hash) + u8::from(word.load(Relaxed) & bits == bits)
+    }
+
+    /// The smallest of the counters of `hash`.
+    #[inline]
+    fn counters(&self, hash: u64) -> u8 {
         let (block, sel) = self.locate(hash);
         let mut min = 15u64;
         for i in 0..4 {
@@ -102,6 +134,39 @@ impl Sketch {
         self.add(hash, 1)
     }
 
+    /// Counts `n` accesses of `hash`: the first of a period sets its
+    /// doorkeeper bits, the others go to the counters. Returns the
+    /// frequency seen before. Under the shard's write lock.
+    #[inline]
+    pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
+        if n == 0 {
+            return self.frequency(hash);
+        }
+        let (word, bits) = self.door(hash);
+        let w = word.load(Relaxed);
+        if w & bits != bits {
+            let prior = self.counters(hash);
+            word.store(w | bits, Relaxed);
+            self.added(1);
+            if n > 1 {
+                self.add_counters(hash, n - 1);
+            }
+            return prior;
+        }
+        self.add_counters(hash, n) + 1
+    }
+
+    /// Counts a change towards the next halving.
+    #[inline]
+    fn added(&self, n: usize) {
+        let n = self.additions.0.load(Relaxed) + n;
+        self.additions.0.store(n, Relaxed);
+        if n >= self.sample {
+            self.additions.0.store(0, Relaxed);
+            self.halve();
+        }
+    }
+
     /// Counts `n` accesses of `hash`. Returns the frequency seen before.
     ///
     /// Conservative update: each counter is raised only as far as the new
@@ -115,7 +180,7 @@ impl Sketch {
     /// computed from a loaded count below the target). This keeps locked
     /// instructions, and their cost, off the insert path.
     #[inline]
-    pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
+    fn add_counters(&self, hash: u64, n: u8) -> u8 {
         let (block, sel) = self.locate(hash);
         let mut words = [0u64; 4];
         let mut min = 15u64;
@@ -133,17 +198,7 @@ impl Sketch {
                     block.0[word].store(w + ((target - c) << shift), Relaxed);
                 }
             }
-            let n = self.additions.0.load(Relaxed) + (target - min) as usize;
-            self.additions.0.store(n, Relaxed);
-            if n >= self.sample
-                && self
-                    .additions
-                    .0
-                    .compare_exchange(n, n - self.sample / 2, Relaxed, Relaxed)
-                    .is_ok()
-            {
-                self.halve();
-            }
+            self.added((target - min) as usize);
         }
         min as u8
     }
@@ -158,27 +213,27 @@ impl Sketch {
     fn halve(&self) {
         for block in self.blocks.iter() {
             for cell in &block.0 {
-                let _ = cell.fetch_update(Relaxed, Relaxed, |w| Some((w >> 1) & LOW_BITS));
+                cell.store((cell.load(Relaxed) >> 1) & LOW_BITS, Relaxed);
                 // Test-only (fuzz/README.md, "Planted bugs"): the halving
                 // zeroes the first counter of every word.
                 #[cfg(lockscope_planted_bug = "sketch")]
-                let _ = cell.fetch_and(!0xF, Relaxed);
+                cell.store(cell.load(Relaxed) & !0xF, Relaxed);
             }
+        }
+        for word in self.door.iter() {
+            word.store(0, Relaxed);
         }
     }
 
-    /// Halves every counter now (a workload move), restarting the period.
-    pub(crate) fn age(&self) {
-        self.additions.0.store(0, Relaxed);
-        self.halve();
-    }
-
-    /// Zeroes every counter.
+    /// Zeroes every counter and the doorkeeper.
     pub(crate) fn clear(&self) {
         for block in self.blocks.iter() {
             for cell in &block.0 {
                 cell.store(0, Relaxed);
             }
+        }
+        for word in self.door.iter() {
+            word.store(0, Relaxed);
         }
         self.additions.0.store(0, Relaxed);
     }
@@ -195,10 +250,12 @@ mod tests {
         for _ in 0..20 {
             s.increment(h);
         }
-        assert_eq!(s.frequency(h), 15);
+        assert_eq!(s.frequency(h), 16, "15 counted, one in the doorkeeper");
         s.halve();
-        assert_eq!(s.frequency(h), 7);
-        assert!(s.frequency(0xdead_beef) <= 7);
+        assert_eq!(s.frequency(h), 7, "counters halved, the doorkeeper cleared");
+        s.increment(h);
+        assert_eq!(s.frequency(h), 8, "back in the doorkeeper");
+        assert!(s.frequency(0xdead_beef) <= 8);
     }
 
     #[test]
@@ -208,5 +265,18 @@ mod tests {
             s.increment(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         }
         assert!(s.additions.0.load(Relaxed) <= s.sample);
+    }
+
+    #[test]
+    fn a_first_access_only_reaches_the_doorkeeper() {
+        let s = Sketch::new(1024);
+        let h = 0x0123_4567_89ab_cdef;
+        assert_eq!(s.increment(h), 0);
+        assert_eq!(s.counters(h), 0);
+        assert_eq!(s.frequency(h), 1);
+        assert_eq!(s.increment(h), 1);
+        assert_eq!(s.counters(h), 1);
+        assert_eq!(s.add(h, 3), 2);
+        assert_eq!(s.frequency(h), 5);
     }
 }

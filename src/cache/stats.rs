@@ -12,8 +12,7 @@
 //! A hit costs one count: a stripe counts gets and misses (hits are the
 //! difference), and the get count also picks the sampled gets (one in
 //! `interval`, a power of two). Inserts are counted, and picked for
-//! sampling, the same way; so are the inserts rejected without the write
-//! lock (see `ticket.rs`).
+//! sampling, the same way.
 //!
 //! The other write-path counters (admissions, evictions, ...) change under
 //! the shard's write lock, so they too are a load and a store.
@@ -34,16 +33,18 @@ pub struct CacheStats {
     pub misses: u64,
     /// Calls that stored a value (new keys and replacements).
     pub inserts: u64,
-    /// New keys that the admission policy let in.
+    /// Entries that left the admission window for the main region and were
+    /// kept there (into free room, or beating the main region's victim).
     pub admissions: u64,
-    /// New keys that the admission policy turned away (their frequency was no
-    /// higher than that of the entry they would have replaced).
+    /// Entries that left the admission window and were evicted at once,
+    /// being no more frequent than the main region's victim; plus values
+    /// refused by `insert` for weighing more than a shard's capacity.
     pub rejections: u64,
-    /// Entries moved from the warm tier to the hot tier.
+    /// Entries moved from probation to the protected segment.
     pub promotions: u64,
-    /// Entries moved from the hot tier back to the warm tier.
+    /// Entries moved from the protected segment back to probation.
     pub demotions: u64,
-    /// Entries evicted to make room for an admitted key.
+    /// Entries evicted for capacity (rejected window entries included).
     pub evictions: u64,
 }
 
@@ -81,7 +82,6 @@ pub(crate) struct Stripe {
     inserts: AtomicU64,
     /// Inserts rejected without the write lock (see `ticket.rs`): each is
     /// also a rejection of [`CacheStats`].
-    quick_rejections: AtomicU64,
     pub(crate) get_latency: Histogram,
     pub(crate) insert_latency: Histogram,
 }
@@ -94,7 +94,6 @@ impl Stripe {
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
-            quick_rejections: AtomicU64::new(0),
             get_latency: Histogram::new(),
             insert_latency: Histogram::new(),
         }
@@ -149,12 +148,6 @@ impl<'a> Local<'a> {
     #[inline]
     pub(crate) fn insert(&self) -> u64 {
         self.add(&self.stripe.inserts)
-    }
-
-    /// Counts an insert rejected without the write lock.
-    #[inline]
-    pub(crate) fn quick_rejection(&self) {
-        self.add(&self.stripe.quick_rejections);
     }
 }
 
@@ -316,15 +309,9 @@ impl Stripes {
         (get, insert)
     }
 
-    /// Inserts, and those rejected without the write lock, summed over all
-    /// stripes.
-    pub(crate) fn inserts(&self) -> (u64, u64) {
-        self.all().fold((0, 0), |(i, q), s| {
-            (
-                i + s.inserts.load(Ordering::Relaxed),
-                q + s.quick_rejections.load(Ordering::Relaxed),
-            )
-        })
+    /// Inserts summed over all stripes.
+    pub(crate) fn inserts(&self) -> u64 {
+        self.all().map(|s| s.inserts.load(Ordering::Relaxed)).sum()
     }
 
     /// Hits and misses summed over all stripes.

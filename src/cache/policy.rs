@@ -1,0 +1,283 @@
+//! The eviction policy: W-TinyLFU, as in Caffeine, with CLOCK hands in
+//! place of LRU lists.
+//!
+//! A shard is split into three regions, each a CLOCK queue:
+//!
+//! * the **window** (1% of the capacity to start with; the hill climber in
+//!   `climb.rs` moves it): every new key lands here, so it is readable right
+//!   after its insert and has a little time to be used again before it must
+//!   prove itself. Frequency admission with no window turns away exactly the
+//!   keys that a recency-heavy workload reuses soon (ARC's OLTP trace loses
+//!   six points to plain LRU without one).
+//! * **probation** (the main region less the protected part): the window's
+//!   victims join it as *candidates*, and when the shard is over capacity
+//!   each candidate competes with probation's CLOCK victim: TinyLFU keeps
+//!   the one the sketch counts as more frequent, and evicts the other.
+//! * **protected** (80% of the main region): entries used again while on
+//!   probation. When it overflows, its CLOCK victim goes back to probation.
+//!
+//! Why CLOCK: a hit runs under the shard's read lock and must not move the
+//! entry in a list; it raises the entry's access byte instead, and a hand
+//! passing a referenced entry gives it the move a list would have given at
+//! the hit (window: to the back; probation: to protected; protected: to the
+//! back). Hits are counted in the sketch when a hand passes the entry, so
+//! every comparison drains both sides' pending hits first.
+//!
+//! Admission compares sketch frequencies; a candidate that is no more
+//! frequent than the victim loses, except that one in 128 candidates of
+//! frequency 6 or more wins anyway (Caffeine's defence against an attacker
+//! who keeps a victim artificially hot so that no warm key gets in).
+//!
+//! Everything here runs under the shard's write lock.
+
+use core::mem;
+
+use super::RemovalCause;
+use super::shard::{Region, Removals, ShardInner};
+use super::sketch::Sketch;
+use super::stats::{ShardCounters, bump_owned};
+
+/// Candidates at least this frequent are admitted at random (1 in 128)
+/// when they lose (Caffeine's `ADMIT_HASHDOS_THRESHOLD`).
+const WARM: u8 = 6;
+
+/// Counts an event if observability is on.
+#[inline]
+fn count(
+    c: Option<&ShardCounters>,
+    pick: impl FnOnce(&ShardCounters) -> &crate::sync::atomic::AtomicU64,
+) {
+    if let Some(c) = c {
+        // Written only under the shard's write lock.
+        bump_owned(pick(c));
+    }
+}
+
+impl<K: Eq, V> ShardInner<K, V> {
+    /// Inserts or replaces `key` and evicts what no longer fits; `weight`
+    /// is at most the capacity. An insert of an absent key counts as an
+    /// access in the sketch: usually the miss that preceded it, which the
+    /// get path leaves uncounted so that it writes nothing shared.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u64,
+        sketch: &Sketch,
+        counters: Option<&ShardCounters>,
+        out: &mut Removals<K, V>,
+    ) {
+        if let Some((_, slot)) = self.find(hash, &key) {
+            let e = self.entry_mut(slot);
+            e.touch();
+            // Test-only (fuzz/README.md, "Planted bugs"): replacing the
+            // value of a protected entry keeps the old one.
+            #[cfg(lockscope_planted_bug = "cache_ops")]
+            if matches!(e.region, Region::Protected) {
+                return;
+            }
+            let old_weight = mem::replace(&mut e.weight, weight);
+            let old = mem::replace(&mut e.value, value);
+            let region = e.region;
+            self.queue_mut(region).reweigh(old_weight, weight);
+            out.push(key, old, RemovalCause::Replaced);
+            if weight > old_weight {
+                self.evict(slot, sketch, counters, out);
+            }
+            return;
+        }
+        sketch.increment(hash);
+        let slot = self.place(hash, key, value, weight, Region::Window);
+        self.evict(slot, sketch, counters, out);
+        self.compact();
+    }
+
+    /// Brings the window within its cap (its victims become candidates on
+    /// probation) and the shard within its capacity (candidates against
+    /// probation's victims). Never evicts `keep`, the entry just written.
+    fn evict(
+        &mut self,
+        keep: u32,
+        sketch: &Sketch,
+        c: Option<&ShardCounters>,
+        out: &mut Removals<K, V>,
+    ) {
+        let mut candidates = mem::take(&mut self.candidates);
+        candidates.clear();
+        // Each item is passed at most twice: once to clear its reference,
+        // once to move it.
+        let mut walk = 2 * self.window.queued();
+        while self.window.weight() > self.window_cap && walk > 0 {
+            walk -= 1;
+            let Some((slot, stamp)) = self.window.pop_front() else {
+                break;
+            };
+            if !self.current(slot, stamp) {
+                continue;
+            }
+            if slot == keep || self.entry(slot).take_refs(sketch) {
+                self.window.requeue_back(slot, stamp);
+                continue;
+            }
+            let w = self.entry(slot).weight;
+            self.window.left(w);
+            let stamp = self.move_to(slot, Region::Probation);
+            candidates.push((slot, stamp));
+        }
+        let mut next = 0;
+        while self.weight() > self.capacity {
+            // The oldest candidate still on probation.
+            while next < candidates.len() && !self.current(candidates[next].0, candidates[next].1) {
+                next += 1;
+            }
+            let candidate = candidates.get(next).map(|&(slot, _)| slot);
+            let Some(victim) = self.victim(keep, sketch, c) else {
+                break;
+            };
+            let evict = match candidate {
+                Some(cand) if cand != victim => {
+                    if self.admit(cand, victim, sketch) {
+                        victim
+                    } else {
+                        next += 1;
+                        count(c, |c| &c.rejections);
+                        cand
+                    }
+                }
+                _ => victim,
+            };
+            let e = self.take(evict, sketch);
+            count(c, |c| &c.evictions);
+            out.push(e.key, e.value, RemovalCause::Capacity);
+        }
+        // Candidates that stayed were admitted (against a victim or into
+        // room).
+        for &(slot, stamp) in &candidates {
+            if self.current(slot, stamp) {
+                count(c, |c| &c.admissions);
+            }
+        }
+        self.candidates = candidates;
+        // A window that grew takes its room from the protected segment.
+        for _ in 0..2 {
+            if self.protected.weight() <= self.protected_cap || !self.demote(sketch, c) {
+                break;
+            }
+        }
+    }
+
+    /// Whether `candidate` should replace `victim` in the main region.
+    fn admit(&mut self, candidate: u32, victim: u32, sketch: &Sketch) -> bool {
+        let cf = sketch.frequency(self.entry(candidate).hash);
+        let vf = sketch.frequency(self.entry(victim).hash);
+        if cf > vf {
+            return true;
+        }
+        if cf >= WARM {
+            // xorshift64: any cheap, unpredictable-enough stream will do.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            return self.rng & 127 == 0;
+        }
+        false
+    }
+
+    /// The next entry to evict, not `keep`: probation's CLOCK victim
+    /// (promoting referenced entries on the way), else protected's, else
+    /// the window's. `None` if `keep` is all there is.
+    fn victim(&mut self, keep: u32, sketch: &Sketch, c: Option<&ShardCounters>) -> Option<u32> {
+        let mut walk = 2 * self.probation.queued();
+        while walk > 0 {
+            walk -= 1;
+            let (slot, stamp) = self.probation.pop_front()?;
+            if !self.current(slot, stamp) {
+                continue;
+            }
+            if slot == keep {
+                self.probation.requeue_back(slot, stamp);
+                continue;
+            }
+            if self.entry(slot).take_refs(sketch) {
+                self.promote(slot, sketch, c);
+                continue;
+            }
+            self.probation.requeue_front(slot, stamp);
+            return Some(slot);
+        }
+        if let Some(slot) = Self::hand(&mut self.protected, &self.slots, keep, sketch) {
+            return Some(slot);
+        }
+        Self::hand(&mut self.window, &self.slots, keep, sketch)
+    }
+
+    /// Runs `queue`'s hand to an unreferenced entry other than `keep`,
+    /// giving referenced ones a second chance; leaves it at the front.
+    fn hand(
+        queue: &mut super::queue::ClockQueue,
+        slots: &[Option<super::shard::Entry<K, V>>],
+        keep: u32,
+        sketch: &Sketch,
+    ) -> Option<u32> {
+        let mut walk = 2 * queue.queued();
+        while walk > 0 {
+            walk -= 1;
+            let (slot, stamp) = queue.pop_front()?;
+            let Some(e) = &slots[slot as usize] else {
+                continue;
+            };
+            if e.stamp != stamp {
+                continue;
+            }
+            if slot == keep || e.take_refs(sketch) {
+                queue.requeue_back(slot, stamp);
+                continue;
+            }
+            queue.requeue_front(slot, stamp);
+            return Some(slot);
+        }
+        None
+    }
+
+    /// Moves the popped probation entry in `slot` to protected; if that
+    /// overflows, protected's victim goes back to probation.
+    fn promote(&mut self, slot: u32, sketch: &Sketch, c: Option<&ShardCounters>) {
+        let w = self.entry(slot).weight;
+        self.probation.left(w);
+        self.move_to(slot, Region::Protected);
+        count(c, |c| &c.promotions);
+        while self.protected.weight() > self.protected_cap {
+            if !self.demote(sketch, c) {
+                break;
+            }
+        }
+    }
+
+    /// Moves protected's CLOCK victim to the back of probation; false if
+    /// protected has none.
+    fn demote(&mut self, sketch: &Sketch, c: Option<&ShardCounters>) -> bool {
+        let Some(slot) = Self::hand(&mut self.protected, &self.slots, u32::MAX, sketch) else {
+            return false;
+        };
+        let _ = self.protected.pop_front();
+        let w = self.entry(slot).weight;
+        self.protected.left(w);
+        self.move_to(slot, Region::Probation);
+        count(c, |c| &c.demotions);
+        true
+    }
+
+    /// Re-stamps the live entry in `slot` (already out of its old queue's
+    /// counts) and queues it at the back of `region`; returns the stamp.
+    fn move_to(&mut self, slot: u32, region: Region) -> u32 {
+        let stamp = self.stamp();
+        let e = self.entry_mut(slot);
+        e.region = region;
+        e.stamp = stamp;
+        let w = e.weight;
+        self.queue_mut(region).push_back(slot, stamp, w);
+        stamp
+    }
+}
