@@ -8,7 +8,7 @@
 //! thread records into (the cache keeps one per thread stripe and adds them
 //! up for a snapshot); the cache records only sampled operations.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
 
 const LINEAR: usize = 16;

@@ -66,16 +66,35 @@ impl ClockQueue {
         self.items.push_front((slot, stamp));
     }
 
+    /// Takes the item `(slot, stamp)` out if it is at either end (where
+    /// the hands leave a victim and where a candidate was just queued), so
+    /// it does not linger stale; returns whether it did.
+    #[inline]
+    pub(crate) fn unqueue_end(&mut self, slot: u32, stamp: u32) -> bool {
+        if self.items.front() == Some(&(slot, stamp)) {
+            self.items.pop_front();
+            true
+        } else if self.items.back() == Some(&(slot, stamp)) {
+            self.items.pop_back();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether stale items outnumber live ones enough to be worth a sweep.
+    #[inline]
+    pub(crate) fn needs_compaction(&self) -> bool {
+        self.items.len() > 2 * self.live + 64
+    }
+
     /// Items queued, stale ones included (bounds the hands' walks).
     pub(crate) fn queued(&self) -> usize {
         self.items.len()
     }
 
-    /// Drops the stale items, if they outnumber live ones enough to be
-    /// worth a sweep; `current` tells a live item.
+    /// Drops the stale items; `current` tells a live item.
     pub(crate) fn compact(&mut self, current: impl Fn(u32, u32) -> bool) {
-        if self.items.len() > 2 * self.live + 64 {
-            self.items.retain(|&(s, st)| current(s, st));
-        }
+        self.items.retain(|&(s, st)| current(s, st));
     }
 }

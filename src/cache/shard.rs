@@ -521,7 +521,9 @@ impl<K, V> ShardInner<K, V> {
             .take()
             .expect("index points at a live slot");
         self.free.push(slot);
-        self.queue_mut(entry.region).left(entry.weight);
+        let q = self.queue_mut(entry.region);
+        q.left(entry.weight);
+        q.unqueue_end(slot, entry.stamp);
         entry
     }
 
@@ -571,11 +573,14 @@ impl<K, V> ShardInner<K, V> {
     }
 
     /// Drops stale items from queues that have too many.
+    #[inline]
     pub(crate) fn compact(&mut self) {
         for region in [Region::Window, Region::Probation, Region::Protected] {
-            let mut q = core::mem::take(self.queue_mut(region));
-            q.compact(|s, st| self.current(s, st));
-            *self.queue_mut(region) = q;
+            if self.queue_mut(region).needs_compaction() {
+                let mut q = core::mem::take(self.queue_mut(region));
+                q.compact(|s, st| self.current(s, st));
+                *self.queue_mut(region) = q;
+            }
         }
     }
 

@@ -88,12 +88,13 @@ impl Sketch {
         }
     }
 
-    /// The doorkeeper word of `hash` and its two bits in it.
+    /// The doorkeeper word of `hash` and its two bits in it. The cache's
+    /// hash is already mixed: its bits are used as they are, apart from
+    /// those [`Self::locate`] and the shard choice lean on most.
     #[inline(always)]
     fn door(&self, hash: u64) -> (&AtomicU64, u64) {
-        let h = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
-        let word = &self.door[(h >> 40) as usize & self.door_mask];
-        (word, (1 << (h & 63)) | (1 << ((h >> 6) & 63)))
+        let word = &self.door[(hash >> 12) as usize & self.door_mask];
+        (word, (1 << (hash & 63)) | (1 << ((hash >> 6) & 63)))
     }
 
     /// The block of `hash` and the bits that pick its four counters in it

@@ -17,9 +17,9 @@
 //! The other write-path counters (admissions, evictions, ...) change under
 //! the shard's write lock, so they too are a load and a store.
 
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use core::cell::{Cell, RefCell};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::histogram::{Histogram, HistogramSnapshot};
@@ -70,7 +70,8 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
 /// latency histograms (their buckets on lines of their own).
 #[repr(align(128))]
 pub(crate) struct Stripe {
-    owned: AtomicBool,
+    /// 1 while a live thread has claimed the stripe, else 0.
+    owned: AtomicU8,
     /// Its position: `0..n` for the claimable stripes, `n` for the overflow
     /// stripe (it names the thread's batch in the pattern detector).
     pub(crate) index: usize,
@@ -89,7 +90,7 @@ pub(crate) struct Stripe {
 impl Stripe {
     fn new(index: usize) -> Self {
         Stripe {
-            owned: AtomicBool::new(false),
+            owned: AtomicU8::new(0),
             index,
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -222,7 +223,7 @@ impl Drop for Claim {
         // The fast path must not outlive the claim.
         let _ = LAST.try_with(|last| last.set((0, ptr::null())));
         if let Some(s) = self.stripes.upgrade() {
-            s.slots[self.index].owned.store(false, Ordering::Release);
+            s.slots[self.index].owned.store(0, Ordering::Release);
         }
     }
 }
@@ -233,7 +234,11 @@ thread_local! {
     static LAST: Cell<(u64, *const Stripe)> = const { Cell::new((0, ptr::null())) };
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids for stripe sets: a process-wide counter, not part of any protocol
+/// a checker should explore, and it must not restart with each checker
+/// execution (a thread's `LAST` could then match a dead cache's id), so it
+/// stays a `std` atomic.
+static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
@@ -284,7 +289,7 @@ impl Stripes {
         claims.retain(|c| c.stripes.strong_count() > 0);
         let index = this.slots.iter().position(|s| {
             s.owned
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         })?;
         claims.push(Claim {
