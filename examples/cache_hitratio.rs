@@ -8,6 +8,7 @@
 //! cargo run --release --example cache_hitratio                 # everything
 //! cargo run --release --example cache_hitratio -- --len 1000000 # shorter synthetic streams
 //! cargo run --release --example cache_hitratio -- --only OLTP,loop
+//! cargo run --release --example cache_hitratio -- --lockscope-only # peers, LRU, Belady left out
 //! ```
 //!
 //! Every access is a `get`; a miss is followed by an `insert` of the key.
@@ -70,6 +71,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
     let only: Option<Vec<String>> = arg("--only").map(|a| a.split(',').map(String::from).collect());
+    let alone = std::env::args().any(|a| a == "--lockscope-only");
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
     let mut work: Vec<Workload> = Vec::new();
     for name in streams::NAMES {
@@ -106,10 +108,11 @@ fn main() {
     for w in &work {
         for &cap in &w.capacities {
             let (l, window) = lockscope(&w.keys, cap);
-            let m = moka(&w.keys, cap);
-            let q = quick(&w.keys, cap);
-            let r = traces::lru(&w.keys, cap);
-            let b = traces::belady(&w.keys, cap);
+            let others = |f: &dyn Fn() -> f64| if alone { f64::NAN } else { f() };
+            let m = others(&|| moka(&w.keys, cap));
+            let q = others(&|| quick(&w.keys, cap));
+            let r = others(&|| traces::lru(&w.keys, cap));
+            let b = others(&|| traces::belady(&w.keys, cap));
             let best = m.max(q).max(r);
             println!(
                 "| {} | {cap} | {:.2} ({:.0}%) | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",

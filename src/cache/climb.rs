@@ -96,23 +96,36 @@ impl Climber {
     }
 }
 
-/// The window fraction the shards follow, as `f64` bits.
-pub(crate) struct Target(AtomicU64);
+/// The window fraction the shards follow.
+///
+/// Kept as its bits XOR the initial fraction's, so the atomic starts at 0:
+/// the `sync` facade's checker atomics are created lazily at their first
+/// use from an initial value passed through a thread-local, and under
+/// shuttle another task's first use of another atomic can run in between
+/// and hand over its own initial value; every other atomic of the cache
+/// starts at 0, so a zero start cannot be told apart from a mix-up.
+pub(crate) struct Target {
+    initial: u64,
+    bits: AtomicU64,
+}
 
 impl Target {
     pub(crate) fn new(fraction: f64) -> Self {
-        Target(AtomicU64::new(fraction.to_bits()))
+        Target {
+            initial: fraction.to_bits(),
+            bits: AtomicU64::new(0),
+        }
     }
 
     /// The current fraction. (`#[inline]`: the cache's generic methods are
     /// compiled in the user's crate, which would otherwise call it.)
     #[inline]
     pub(crate) fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Relaxed))
+        f64::from_bits(self.bits.load(Relaxed) ^ self.initial)
     }
 
     pub(crate) fn set(&self, fraction: f64) {
-        self.0.store(fraction.to_bits(), Relaxed);
+        self.bits.store(fraction.to_bits() ^ self.initial, Relaxed);
     }
 }
 

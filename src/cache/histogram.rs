@@ -8,7 +8,9 @@
 //! thread records into (the cache keeps one per thread stripe and adds them
 //! up for a snapshot); the cache records only sampled operations.
 
-use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+// `std` atomics: a histogram belongs to a stats stripe, whose atomics stay
+// `std`'s for the reason given in `stats.rs`.
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
 
 const LINEAR: usize = 16;

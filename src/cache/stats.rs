@@ -16,10 +16,19 @@
 //!
 //! The other write-path counters (admissions, evictions, ...) change under
 //! the shard's write lock, so they too are a load and a store.
+//!
+//! The stripes' atomics are `std`'s, not the `sync` facade's: a stripe
+//! belongs to an OS thread (claimed through a thread-local, released by its
+//! destructor, which runs outside any checker execution), and under shuttle
+//! every task of an execution runs on one OS thread and so shares one
+//! stripe. With `std` atomics a count's load and store cannot be split by a
+//! task switch; with the checker's, each would be a scheduling point and
+//! two tasks' counts would be lost to each other. The shard's counters go
+//! through the facade.
 
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use core::cell::{Cell, RefCell};
 use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::histogram::{Histogram, HistogramSnapshot};
@@ -60,9 +69,10 @@ impl CacheStats {
     }
 }
 
-/// Adds one to a counter that only the calling thread writes.
+/// Adds one to a shard counter (written only under the shard's write
+/// lock).
 #[inline]
-pub(crate) fn bump_owned(c: &AtomicU64) {
+pub(crate) fn bump_owned(c: &crate::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
@@ -70,8 +80,7 @@ pub(crate) fn bump_owned(c: &AtomicU64) {
 /// latency histograms (their buckets on lines of their own).
 #[repr(align(128))]
 pub(crate) struct Stripe {
-    /// 1 while a live thread has claimed the stripe, else 0.
-    owned: AtomicU8,
+    owned: AtomicBool,
     /// Its position: `0..n` for the claimable stripes, `n` for the overflow
     /// stripe (it names the thread's batch in the pattern detector).
     pub(crate) index: usize,
@@ -90,7 +99,7 @@ pub(crate) struct Stripe {
 impl Stripe {
     fn new(index: usize) -> Self {
         Stripe {
-            owned: AtomicU8::new(0),
+            owned: AtomicBool::new(false),
             index,
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -223,7 +232,7 @@ impl Drop for Claim {
         // The fast path must not outlive the claim.
         let _ = LAST.try_with(|last| last.set((0, ptr::null())));
         if let Some(s) = self.stripes.upgrade() {
-            s.slots[self.index].owned.store(0, Ordering::Release);
+            s.slots[self.index].owned.store(false, Ordering::Release);
         }
     }
 }
@@ -234,11 +243,7 @@ thread_local! {
     static LAST: Cell<(u64, *const Stripe)> = const { Cell::new((0, ptr::null())) };
 }
 
-/// Ids for stripe sets: a process-wide counter, not part of any protocol
-/// a checker should explore, and it must not restart with each checker
-/// execution (a thread's `LAST` could then match a dead cache's id), so it
-/// stays a `std` atomic.
-static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Stripes {
     /// `n` claimable stripes plus the overflow stripe.
@@ -289,7 +294,7 @@ impl Stripes {
         claims.retain(|c| c.stripes.strong_count() > 0);
         let index = this.slots.iter().position(|s| {
             s.owned
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         })?;
         claims.push(Claim {
@@ -335,11 +340,11 @@ impl Stripes {
 /// Write-path counters of one shard; changed only under its write lock.
 #[derive(Default)]
 pub(crate) struct ShardCounters {
-    pub(crate) admissions: AtomicU64,
-    pub(crate) rejections: AtomicU64,
-    pub(crate) promotions: AtomicU64,
-    pub(crate) demotions: AtomicU64,
-    pub(crate) evictions: AtomicU64,
+    pub(crate) admissions: crate::sync::atomic::AtomicU64,
+    pub(crate) rejections: crate::sync::atomic::AtomicU64,
+    pub(crate) promotions: crate::sync::atomic::AtomicU64,
+    pub(crate) demotions: crate::sync::atomic::AtomicU64,
+    pub(crate) evictions: crate::sync::atomic::AtomicU64,
 }
 
 impl ShardCounters {

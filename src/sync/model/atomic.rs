@@ -105,6 +105,14 @@ macro_rules! atomic_int {
             cell: std::sync::OnceLock<&'static Lazy<imp::$name>>,
         }
 
+        impl Default for $name {
+            /// Zero, as `std`'s atomics default to (the cache's counters
+            /// and sketch are built with `Default`).
+            fn default() -> Self {
+                Self::new(0)
+            }
+        }
+
         impl $name {
             /// An atomic holding `value`; usable in a `const`.
             #[inline]
