@@ -43,12 +43,12 @@
 //!
 //! # Bad input
 //!
-//! * A zero capacity: [`TwoTierCacheBuilder::build`] returns
-//!   [`BuildError::ZeroCapacity`]; [`TwoTierCache::new`] panics.
+//! * A zero capacity: [`TwoTierCacheBuilder::build`](crate::cache::TwoTierCacheBuilder::build) returns
+//!   [`BuildError::ZeroCapacity`](crate::cache::BuildError::ZeroCapacity); [`TwoTierCache::new`](crate::cache::TwoTierCache::new) panics.
 //! * A value heavier than a shard's capacity (the capacity divided by the
-//!   number of shards, see [`TwoTierCache::max_weight`]): `insert` refuses
+//!   number of shards, see [`TwoTierCache::max_weight`](crate::cache::TwoTierCache::max_weight)): `insert` refuses
 //!   it and returns `false`; an entry the key had is removed (the listener
-//!   hears of it as [`RemovalCause::Replaced`]). A weight of 0 counts as 1.
+//!   hears of it as [`RemovalCause::Replaced`](crate::cache::RemovalCause::Replaced)). A weight of 0 counts as 1.
 //! * A weigher that panics: the panic reaches the caller of the `insert`,
 //!   before any lock is taken; the cache is unchanged.
 //! * An eviction listener that panics: it runs after the shard's lock is
