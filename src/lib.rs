@@ -28,6 +28,8 @@
 
 /// A concurrent two-tier cache built on this crate's locks.
 pub mod cache;
+#[cfg(feature = "deadlock_detection")]
+pub mod deadlock;
 pub mod diag;
 mod once;
 mod raw;

@@ -56,7 +56,7 @@ mod inspect;
 pub use inspect::Inspect;
 
 #[cfg(lockscope_diag)]
-mod scan;
+pub(crate) mod scan;
 #[cfg(feature = "serde")]
 mod ser;
 #[cfg(lockscope_diag)]

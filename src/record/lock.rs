@@ -753,6 +753,10 @@ impl LockDiag {
             slot.mode.store(mode.code(), Ordering::Relaxed);
             slot.since_ms.store(clock::now_ms(), Ordering::Relaxed);
             slot.site.store(site_ptr(site), Ordering::Relaxed);
+            // Before the wait is published: a deadlock check that sees the
+            // wait finds this park's stack.
+            #[cfg(feature = "deadlock_detection")]
+            me.record_parked_stack();
             slot.lock.store(addr, Ordering::Release);
         }
         me.wait.word.store(word, Ordering::Relaxed);
