@@ -48,7 +48,8 @@ pub struct LockReport {
     /// Where the lock was first acquired.
     #[cfg_attr(feature = "serde", serde(serialize_with = "super::ser::site"))]
     pub first_site: Site,
-    /// The lock word as the latest waiter saw it before it parked, decoded
+    /// The lock word at the moment the latest waiter parked (its parked bit
+    /// set), decoded: not the word now, which may have changed since
     /// (`None` when nobody waits: a lock may move, so the watchdog never
     /// reads a lock itself).
     pub word: Option<String>,
@@ -196,7 +197,7 @@ impl fmt::Display for LockReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "lock \"{}\" ({})", self.name, self.kind)?;
         match &self.word {
-            Some(word) => writeln!(f, "  word (as a waiter saw it): {word}")?,
+            Some(word) => writeln!(f, "  word when the latest waiter parked: {word}")?,
             None => writeln!(f, "  word: not seen (nobody waits)")?,
         }
         if self.holders.is_empty() {
