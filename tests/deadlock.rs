@@ -162,3 +162,45 @@ fn cycle_through_a_read_and_a_timed_write_is_found() {
     let modes: Vec<_> = cycle.iter().map(|t| t.waits_for().hold_mode).collect();
     assert!(modes.contains(&lockscope::diag::Mode::Shared), "{modes:?}");
 }
+
+#[inline(never)]
+fn parks_for_the_watchdog(m: &Mutex<()>) {
+    drop(m.lock());
+}
+
+#[test]
+fn watchdog_reports_show_where_a_waiter_parked() {
+    use lockscope::diag::watchdog::{self, WatchdogConfig};
+    if !lockscope::diag::enabled() {
+        return;
+    }
+    let m = Arc::new(Mutex::new(()));
+    let held = m.lock();
+    let waiter = {
+        let m = m.clone();
+        thread::spawn(move || parks_for_the_watchdog(&m))
+    };
+    let config = WatchdogConfig {
+        wait_threshold: Duration::ZERO,
+        hold_threshold: Duration::MAX,
+        ..WatchdogConfig::default()
+    };
+    let started = Instant::now();
+    // The waiter's stack, where it parked: under the function that called
+    // `lock()`.
+    loop {
+        let report = watchdog::check(&config);
+        let stack = report.as_ref().and_then(|r| {
+            r.stacks
+                .iter()
+                .find(|s| s.backtrace.contains("parks_for_the_watchdog"))
+        });
+        if stack.is_some() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{report:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(held);
+    waiter.join().unwrap();
+}

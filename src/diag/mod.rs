@@ -96,7 +96,7 @@ mod view;
 #[cfg(lockscope_diag)]
 pub(crate) use view::{holders_of, thread_info};
 mod stall;
-pub use stall::{CycleStep, Diagnosis, LockReport, StallReport};
+pub use stall::{CycleStep, Diagnosis, LockReport, ParkedStack, StallReport};
 
 pub mod order;
 pub mod profile;

@@ -33,6 +33,20 @@ pub struct StallReport {
     pub diagnoses: Vec<Diagnosis>,
     /// Every lock a diagnosis names.
     pub locks: Vec<LockReport>,
+    /// Where each waiting thread of a diagnosis parked: its stack, symbols
+    /// resolved. Filled only with the `deadlock_detection` feature, which
+    /// records a parking thread's stack; empty otherwise.
+    pub stacks: Vec<ParkedStack>,
+}
+
+/// A waiting thread's stack when it parked (see [`StallReport::stacks`]).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ParkedStack {
+    /// The waiting thread.
+    pub thread: ThreadInfo,
+    /// Its stack, one frame per line (the `backtrace` crate's format).
+    pub backtrace: String,
 }
 
 /// One lock in a [`StallReport`].
@@ -247,6 +261,9 @@ impl fmt::Display for StallReport {
         }
         for lock in &self.locks {
             write!(f, "{lock}")?;
+        }
+        for stack in &self.stacks {
+            writeln!(f, "{} parked at:\n{}", stack.thread, stack.backtrace)?;
         }
         Ok(())
     }

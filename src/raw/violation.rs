@@ -144,7 +144,7 @@ static CALLBACK: RwLock<Option<ViolationCallback>> = RwLock::new(None);
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use lockscope::{ViolationPolicy, lock_api::RawMutex as _};
+/// use lockscope::ViolationPolicy;
 ///
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let keep = seen.clone();
@@ -152,9 +152,10 @@ static CALLBACK: RwLock<Option<ViolationCallback>> = RwLock::new(None);
 ///     keep.lock().unwrap().push(v.operation);
 /// })));
 /// lockscope::set_violation_policy(ViolationPolicy::Log);
-/// let m = lockscope::RawMutex::INIT;
-/// // SAFETY (of the example): a refused release changes nothing.
-/// unsafe { m.unlock(lockscope::lock_api::GuardNoSend::new()) };
+/// let m = lockscope::Mutex::new(0);
+/// // A release of a mutex nobody holds: refused, so it changes nothing.
+/// // (`Default::default()` is the zero-sized guard state.)
+/// unsafe { m.force_unlock(Default::default()) };
 /// lockscope::set_violation_policy(ViolationPolicy::Panic);
 /// lockscope::set_violation_callback(None);
 /// assert_eq!(*seen.lock().unwrap(), ["unlock"]);
