@@ -1,6 +1,7 @@
-//! Workloads shared by `benches/locks.rs` (criterion) and
-//! `examples/showcase.rs` (the README table), so that both measure exactly the
-//! same loops.
+//! The workloads of `benches/locks.rs` (criterion): one lock in a tight
+//! loop, uncontended and contended. (The README's table comes from
+//! `examples/showcase.rs`, which reaches the locks through calls that are
+//! not inlined, on one lock, many locks and short-lived locks.)
 //!
 //! Every workload is a function of `(implementation, ops)` that performs
 //! `ops` lock operations and returns the wall time they took. Setup (creating
@@ -42,7 +43,7 @@ impl Impl {
     }
 }
 
-/// A measured case: one row of the showcase table, one criterion group.
+/// A measured case: one criterion group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// Uncontended `Mutex` lock, increment, unlock.

@@ -6,12 +6,12 @@
 //! since a lock may have moved. Runs on the watchdog's thread (or a caller
 //! of `watchdog::check`), on no lock path.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::stall::{CycleStep, Diagnosis, LockReport};
-use super::view::{all_holds, all_waits};
+use super::view;
 use super::{Holder, Mode, Waiter};
 use crate::record::Kind;
 use crate::record::lock as lockrec;
@@ -50,37 +50,9 @@ fn decode(kind: Kind, raw: usize) -> (String, bool) {
     }
 }
 
-/// Every lock that a thread holds or waits for, from the threads' records
-/// alone (a lock is never read: it may be dropped at any moment).
+/// Every lock that a thread holds or waits for, with its report.
 fn seen_locks() -> Vec<Seen> {
-    struct Found {
-        ident: usize,
-        kind: Kind,
-        word: Option<usize>,
-        holders: Vec<Holder>,
-        waiters: Vec<Waiter>,
-    }
-    let new = |ident, kind| Found {
-        ident,
-        kind,
-        word: None,
-        holders: Vec::new(),
-        waiters: Vec::new(),
-    };
-    let mut found: BTreeMap<usize, Found> = BTreeMap::new();
-    all_holds(|h| {
-        found
-            .entry(h.lock)
-            .or_insert_with(|| new(h.ident, h.kind))
-            .holders
-            .push(h.holder);
-    });
-    all_waits(|w| {
-        let f = found.entry(w.lock).or_insert_with(|| new(w.ident, w.kind));
-        f.waiters.push(w.waiter);
-        f.word = Some(w.word);
-    });
-    found
+    view::live()
         .into_iter()
         .map(|(addr, f)| {
             let (label, first_site) = lockrec::ident_parts(f.ident);
@@ -91,8 +63,6 @@ fn seen_locks() -> Vec<Seen> {
                 }
                 None => (None, false),
             };
-            let mut holders = f.holders;
-            holders.sort_by_key(|h| h.mode != Mode::Exclusive);
             Seen {
                 addr,
                 report: LockReport {
@@ -101,7 +71,7 @@ fn seen_locks() -> Vec<Seen> {
                     kind: f.kind.name(),
                     first_site: first_site.unwrap_or_else(|| core::panic::Location::caller()),
                     word,
-                    holders,
+                    holders: f.holders,
                     waiters: f.waiters,
                     last_holder: None,
                 },

@@ -118,7 +118,7 @@ pub enum Diagnosis {
         /// The thread, its wait and its own hold.
         step: CycleStep,
     },
-    /// Threads wait for a lock that the word (as a waiter saw it) says is
+    /// Threads wait for a lock that the word (when a waiter parked) says is
     /// held, but no running thread holds: a guard leaked with
     /// `mem::forget`, by a thread that has exited, or a corrupted word.
     Orphaned {

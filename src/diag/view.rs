@@ -268,19 +268,27 @@ pub(crate) fn snapshot(
     })
 }
 
-/// Snapshots of the locks held or waited for now, from the threads'
-/// records alone.
-pub(crate) fn live_locks() -> Vec<Snapshot> {
-    struct Found {
-        ident: usize,
-        kind: Kind,
-        holders: Vec<Holder>,
-        waiters: Vec<Waiter>,
-    }
-    let mut found: BTreeMap<usize, Found> = BTreeMap::new();
-    let new = |ident, kind| Found {
+/// A lock that some thread holds or waits for, as the threads' records
+/// describe it.
+pub(crate) struct LiveLock {
+    pub(crate) ident: usize,
+    pub(crate) kind: Kind,
+    /// The lock word when the latest waiter parked (its parked bit set).
+    pub(crate) word: Option<usize>,
+    /// The exclusive holder first.
+    pub(crate) holders: Vec<Holder>,
+    pub(crate) waiters: Vec<Waiter>,
+}
+
+/// Every lock held or waited for now, by address, from the threads' records
+/// alone (a lock found this way is never read: it may be dropped at any
+/// moment).
+pub(crate) fn live() -> BTreeMap<usize, LiveLock> {
+    let mut found: BTreeMap<usize, LiveLock> = BTreeMap::new();
+    let new = |ident, kind| LiveLock {
         ident,
         kind,
+        word: None,
         holders: Vec::new(),
         waiters: Vec::new(),
     };
@@ -292,27 +300,32 @@ pub(crate) fn live_locks() -> Vec<Snapshot> {
             .push(h.holder);
     });
     all_waits(|w| {
-        found
-            .entry(w.lock)
-            .or_insert_with(|| new(w.ident, w.kind))
-            .waiters
-            .push(w.waiter);
+        let lock = found.entry(w.lock).or_insert_with(|| new(w.ident, w.kind));
+        lock.waiters.push(w.waiter);
+        lock.word = Some(w.word);
     });
-    let striped = striped_counts();
+    for lock in found.values_mut() {
+        lock.holders.sort_by_key(|h| h.mode != Mode::Exclusive);
+    }
     found
+}
+
+/// Snapshots of the locks held or waited for now, from the threads'
+/// records alone.
+pub(crate) fn live_locks() -> Vec<Snapshot> {
+    let striped = striped_counts();
+    live()
         .into_iter()
         .map(|(lock, f)| {
             let class = lockrec::class_of(f.ident, f.kind);
             let (label, first_site) = lockrec::ident_parts(f.ident);
-            let mut holders = f.holders;
-            holders.sort_by_key(|h| h.mode != Mode::Exclusive);
             Snapshot {
                 kind: f.kind.name(),
                 name: lockrec::ident_name(f.ident, f.kind),
                 label: label.map(Arc::from),
                 first_site: first_site.unwrap_or_else(|| core::panic::Location::caller()),
                 word: None,
-                holders,
+                holders: f.holders,
                 waiters: f.waiters,
                 last_holder: None,
                 stats: class_stats(class, Some(&striped)),

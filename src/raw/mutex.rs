@@ -109,9 +109,8 @@ unsafe impl lock_api::RawMutex for RawMutex {
 
     type Guard = GuardMarker;
 
-    // Always inlined, as parking_lot's fast paths are once they are small:
-    // with the diagnostics in them they no longer are, and as calls they
-    // measured 0.04-0.07 lower contended throughput (docs/diagnostics-cost.md).
+    // Always inlined, as parking_lot's fast paths are: with the diagnostics
+    // in them the compiler would otherwise leave them as calls.
     #[inline(always)]
     #[track_caller]
     fn lock(&self) -> GuardMarker {

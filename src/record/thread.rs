@@ -102,7 +102,8 @@ pub(crate) struct WaitSlot {
     pub(crate) mode: AtomicU8,
     pub(crate) since_ms: AtomicU32,
     pub(crate) site: AtomicPtr<Location<'static>>,
-    /// The lock word as this thread saw it last before it parked.
+    /// The lock word when this thread parked, with the parked bit it set (or
+    /// found set), so that no report shows a parked wait as "not parked".
     pub(crate) word: AtomicUsize,
 }
 
