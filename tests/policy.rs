@@ -109,6 +109,30 @@ fn log_refuses_mutex_release_and_leaves_word_unchanged() {
 }
 
 #[test]
+fn count_refuses_like_log_and_only_counts() {
+    let _p = PolicyScope::set(ViolationPolicy::Count);
+    let m = Mutex::new(0);
+    let l = RwLock::new(0);
+    let before = lockscope::violations_reported();
+    unsafe { m.force_unlock(raw_guard()) };
+    unsafe { l.force_unlock_read(raw_guard()) };
+    unsafe { l.force_unlock_write(raw_guard()) };
+    assert_eq!(lockscope::violations_reported(), before + 3);
+    assert_eq!(unsafe { m.raw() }.word().raw, 0);
+    assert_eq!(unsafe { l.raw() }.word().raw, 0);
+    // Not refusable: still a panic.
+    let raw = unsafe { l.raw() };
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        let _ = unsafe { raw.downgrade(raw_guard()) };
+    }))
+    .expect_err("an unrefusable violation returned under Count");
+    assert_violation_payload(&*err);
+    assert_eq!(lockscope::violations_reported(), before + 4);
+    *m.lock() += 1;
+    *l.write() += 1;
+}
+
+#[test]
 fn log_refuses_rwlock_mismatches() {
     let _p = PolicyScope::set(ViolationPolicy::Log);
     let l = RwLock::new(0);

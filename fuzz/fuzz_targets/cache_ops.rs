@@ -17,6 +17,15 @@
 //!
 //! Keys hash through a fixed-key hasher (deterministic runs) or, chosen by
 //! the input, a hasher that sends every key to the same hash.
+//!
+//! The input is two configuration bytes and then one byte per operation
+//! (`Config::parse`, `op`): the operation in the low three bits, the key
+//! (one of 32) in the high five. Every byte the mutator changes is another
+//! operation or key, with no length fields or enum tags to break; 32 keys
+//! against capacities of 1 to 32 still overflow every configuration.
+//! Each input ends by reading back every key, and one input in two (a
+//! configuration bit) also renders `stats`, `metrics`, `patterns` and
+//! `Debug`, which walk every stripe and histogram of the cache.
 
 #![no_main]
 
@@ -26,11 +35,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lockscope::cache::TwoTierCache;
 
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Op {
     Get(u8),
     Insert(u8),
@@ -42,15 +50,56 @@ enum Op {
     Clear,
 }
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    capacity: u8,
-    shards: u8,
-    hot: u8,
+/// Keys are `0..KEYS`.
+const KEYS: u8 = 32;
+/// Operations per input at most (one byte each).
+const MAX_OPS: usize = 1024;
+
+/// Low three bits: the operation (inserts twice as likely as the others,
+/// as a cache under load sees them); high five bits: the key.
+fn op(byte: u8) -> Op {
+    let k = byte >> 3;
+    match byte & 7 {
+        0 => Op::Get(k),
+        1 | 7 => Op::Insert(k),
+        2 => Op::Remove(k),
+        3 => Op::Contains(k),
+        4 => Op::GetOrInsert(k),
+        5 => Op::GetOrInsertPanicking(k),
+        _ => Op::Clear,
+    }
+}
+
+/// The first two bytes of an input.
+#[derive(Debug)]
+struct Config {
+    /// 1 to 32.
+    capacity: usize,
+    /// 1 to 4 asked for (the cache may use fewer).
+    shards: usize,
+    hot: f64,
     observability: bool,
     sample_every_op: bool,
     colliding: bool,
-    ops: Vec<Op>,
+    /// Render the reports at the end.
+    reports: bool,
+}
+
+impl Config {
+    /// Byte 0: capacity - 1 in bits 0-4, `reports` in bit 5, shards - 1 in
+    /// bits 6-7. Byte 1: the hot fraction in bits 0-2, `observability`,
+    /// `sample_every_op` and `colliding` in bits 3, 4 and 5.
+    fn parse(a: u8, b: u8) -> Config {
+        Config {
+            capacity: usize::from(a & 31) + 1,
+            shards: usize::from(a >> 6) + 1,
+            reports: a & 32 != 0,
+            hot: [0.05, 0.3, 0.5, 0.7, 0.95][usize::from(b & 7) % 5],
+            observability: b & 8 != 0,
+            sample_every_op: b & 16 != 0,
+            colliding: b & 32 != 0,
+        }
+    }
 }
 
 /// Every key hashes to the same value.
@@ -92,25 +141,29 @@ fn install_hook() {
     });
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|data: &[u8]| {
     install_hook();
-    if input.colliding {
-        run(&input, Colliding);
+    let [a, b, ops @ ..] = data else {
+        return;
+    };
+    let config = Config::parse(*a, *b);
+    let ops = &ops[..ops.len().min(MAX_OPS)];
+    if config.colliding {
+        run(&config, ops, Colliding);
     } else {
-        run(&input, BuildHasherDefault::<DefaultHasher>::default());
+        run(&config, ops, BuildHasherDefault::<DefaultHasher>::default());
     }
 });
 
-fn run<S: BuildHasher>(input: &Input, hasher: S) {
-    let capacity = usize::from(input.capacity % 48) + 1;
-    let shards = usize::from(input.shards % 4) + 1;
-    let hot = [0.05, 0.3, 0.5, 0.7, 0.95][usize::from(input.hot) % 5];
+fn run<S: BuildHasher>(config: &Config, ops: &[u8], hasher: S) {
+    let capacity = config.capacity;
+    let shards = config.shards;
     let cache: TwoTierCache<u8, u32, S> = TwoTierCache::builder()
         .capacity(capacity)
         .shards(shards)
-        .hot_fraction(hot)
-        .observability(input.observability)
-        .sample_interval(if input.sample_every_op { 1 } else { 64 })
+        .hot_fraction(config.hot)
+        .observability(config.observability)
+        .sample_interval(if config.sample_every_op { 1 } else { 64 })
         .hasher(hasher)
         .build()
         .expect("a valid configuration");
@@ -124,8 +177,8 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
         next_value += 1;
         next_value
     };
-    for &op in input.ops.iter().take(2048) {
-        match op {
+    for &byte in ops {
+        match op(byte) {
             Op::Get(k) => {
                 if let Some(v) = cache.get(&k) {
                     assert_eq!(
@@ -213,15 +266,17 @@ fn run<S: BuildHasher>(input: &Input, hasher: S) {
         assert_eq!(cache.is_empty(), len == 0);
     }
     // Whatever is still cached is the model's value.
-    for k in 0..=u8::MAX {
+    for k in 0..KEYS {
         if let Some(v) = cache.get(&k) {
             assert_eq!(Some(&v), model.get(&k));
         }
     }
-    let _ = (
-        cache.stats(),
-        cache.metrics(),
-        cache.patterns(),
-        format!("{cache:?}"),
-    );
+    if config.reports {
+        let _ = (
+            cache.stats(),
+            cache.metrics(),
+            cache.patterns(),
+            format!("{cache:?}"),
+        );
+    }
 }

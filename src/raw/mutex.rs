@@ -242,12 +242,13 @@ impl RawMutex {
     /// Locks, recording `site` as the caller.
     #[inline(always)]
     pub(crate) fn lock_at(&self, site: &'static Location<'static>) {
+        let prepared = self.diag.preparing_exclusive(KIND, site);
         if self
             .state
             .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.diag.acquired_exclusive(KIND, site);
+            self.diag.acquired_prepared_exclusive(prepared, KIND, site);
         } else {
             core::hint::cold_path();
             // Without a deadline the slow path returns only once it owns the lock.
@@ -321,7 +322,7 @@ impl RawMutex {
         word: u8,
         site: &'static Location<'static>,
     ) {
-        if violation::violation_policy() != crate::ViolationPolicy::Log {
+        if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
         }

@@ -185,6 +185,15 @@ impl RawRwLock {
             upgradable: word & UPGRADABLE != 0,
             writer: word & WRITER != 0,
             readers: readers(word),
+            // Test-only (fuzz/README.md, "Planted bugs"): an upgradable
+            // reader, a writer and a parked writer at once pass as valid.
+            #[cfg(lockscope_planted_bug = "decode_word")]
+            problem: if word & 0b1110 == 0b1110 {
+                None
+            } else {
+                broken_invariant(word)
+            },
+            #[cfg(not(lockscope_planted_bug = "decode_word"))]
             problem: broken_invariant(word),
         }
     }
@@ -301,6 +310,9 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[inline(always)]
     #[track_caller]
     fn lock_exclusive(&self) -> GuardMarker {
+        let prepared = self
+            .diag
+            .preparing_exclusive(Self::KIND, Location::caller());
         if self
             .state
             .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
@@ -310,7 +322,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
             let acquired = self.lock_exclusive_slow(None, Location::caller());
             debug_assert!(acquired);
         } else {
-            self.diag.acquired_exclusive(Self::KIND, Location::caller());
+            self.diag
+                .acquired_prepared_exclusive(prepared, Self::KIND, Location::caller());
         }
         GuardMarker::new()
     }
@@ -720,7 +733,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         let mut violation = self.violation("lock", "self-deadlock", state);
         violation.detail = Some(hopeless.why);
         violation.sites = hopeless.held_at.into_iter().chain([ask.site]).collect();
-        if violation::violation_policy() != violation::ViolationPolicy::Log {
+        if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
             if let Some(claimed) = ask.claimed {
@@ -1207,6 +1220,12 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                 return self.drained(state);
             }
             let mut next = state & !(WRITER | WRITER_PARKED);
+            // Test-only (fuzz/README.md, "Planted bugs"): a timed upgrade
+            // that gives up with two other readers in leaves WRITER_PARKED.
+            #[cfg(lockscope_planted_bug = "raw_lock_ops")]
+            if to == Abandon::ToUpgradable && readers(state) >= 2 {
+                next |= WRITER_PARKED;
+            }
             if to == Abandon::ToUpgradable {
                 let Some(with_reader) = self.add_reader(&mut next, "try_upgrade_for") else {
                     state = next;

@@ -38,6 +38,11 @@ pub enum ViolationPolicy {
     /// leaving the word unchanged. Violations found while acquiring (a
     /// reader count that would overflow) cannot be refused and still panic.
     Log,
+    /// As `Log`, but write nothing: the report is only counted in
+    /// [`violations_reported`]. For tests and fuzzers that provoke misuse
+    /// on purpose, where a panic or a line per report would cost more than
+    /// the operation under test.
+    Count,
 }
 
 static POLICY: AtomicU8 = AtomicU8::new(0);
@@ -50,6 +55,7 @@ pub fn set_violation_policy(policy: ViolationPolicy) {
         ViolationPolicy::LogThenPanic => 1,
         ViolationPolicy::Abort => 2,
         ViolationPolicy::Log => 3,
+        ViolationPolicy::Count => 4,
     };
     POLICY.store(code, Ordering::Relaxed);
 }
@@ -60,6 +66,7 @@ pub fn violation_policy() -> ViolationPolicy {
         1 => ViolationPolicy::LogThenPanic,
         2 => ViolationPolicy::Abort,
         3 => ViolationPolicy::Log,
+        4 => ViolationPolicy::Count,
         _ => ViolationPolicy::Panic,
     }
 }
@@ -121,8 +128,17 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+/// Whether the policy lets a refusable violation through (`Log`, `Count`):
+/// a refused release returns, a self-deadlocked thread goes on to wait.
+pub(crate) fn lets_through() -> bool {
+    matches!(
+        violation_policy(),
+        ViolationPolicy::Log | ViolationPolicy::Count
+    )
+}
+
 /// Whether the caller may go on after the report (only under
-/// [`ViolationPolicy::Log`] for a release).
+/// [`ViolationPolicy::Log`] or [`ViolationPolicy::Count`] for a release).
 #[must_use]
 pub(crate) enum Outcome {
     /// The faulty operation is refused; the word is unchanged.
@@ -174,7 +190,8 @@ pub(crate) fn caller_outside() -> Option<&'static Location<'static>> {
 }
 
 /// Hands a violation to the callback, then the policy. Returns only when
-/// the policy is [`ViolationPolicy::Log`] and the operation can be refused.
+/// the policy is [`ViolationPolicy::Log`] or [`ViolationPolicy::Count`] and
+/// the operation can be refused.
 #[cold]
 #[inline(never)]
 pub(crate) fn report(violation: Violation, refusable: bool) -> Outcome {
@@ -196,6 +213,13 @@ pub(crate) fn report(violation: Violation, refusable: bool) -> Outcome {
         }
         ViolationPolicy::Log => {
             eprintln!("{violation}");
+            if refusable {
+                Outcome::Refused
+            } else {
+                panic!("{violation}")
+            }
+        }
+        ViolationPolicy::Count => {
             if refusable {
                 Outcome::Refused
             } else {

@@ -384,6 +384,44 @@ impl LockDiag {
         self.hold_exclusive(me, 0, ident, kind, site);
     }
 
+    /// Before an exclusive acquisition's compare-exchange: reads the lock's
+    /// identity, which starts bringing the lock's line in, and meanwhile
+    /// fills the thread's first hold slot, if it is free, without
+    /// publishing it (nothing there is visible until its hold word is set,
+    /// so a compare-exchange that fails leaves nothing to undo). A lock whose
+    /// line is not in the cache then does this work while the line arrives
+    /// instead of after.
+    #[inline(always)]
+    pub(crate) fn preparing_exclusive(
+        &self,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) -> Prepared {
+        let ident = self.ident.load(Ordering::Relaxed) as usize;
+        let me = thread::current()
+            .filter(|me| ident & TAGS != 0 && me.holds[0].load(Ordering::Relaxed) == 0);
+        if let Some(me) = me {
+            me.fill(0, site, coarse_now(), ident, kind as u8);
+        }
+        Prepared { me }
+    }
+
+    /// The exclusive acquisition prepared as `prepared` has taken the lock.
+    #[inline(always)]
+    pub(crate) fn acquired_prepared_exclusive(
+        &self,
+        prepared: Prepared,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) {
+        let Some(me) = prepared.me else {
+            hint::cold_path();
+            return self.acquired_exclusive(kind, site);
+        };
+        let ident = me.slots[0].ident.load(Ordering::Relaxed);
+        self.publish_exclusive(me, 0, ident, kind, site);
+    }
+
     /// Records the exclusive hold in `me`'s free slot `i`.
     #[inline(always)]
     fn hold_exclusive(
@@ -395,6 +433,20 @@ impl LockDiag {
         site: &'static Location<'static>,
     ) {
         me.fill(i, site, coarse_now(), ident, kind as u8);
+        self.publish_exclusive(me, i, ident, kind, site);
+    }
+
+    /// Completes the exclusive hold filled in `me`'s slot `i`: the lock's
+    /// holder, the count, and the hold word.
+    #[inline(always)]
+    fn publish_exclusive(
+        &self,
+        me: &ThreadRecord,
+        i: usize,
+        ident: usize,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) {
         me.slots[i].prev.store(
             u32::from(self.holder.load(Ordering::Relaxed)),
             Ordering::Relaxed,

@@ -57,6 +57,24 @@ impl LockDiag {
     pub(crate) fn released_shared(&self, _mode: Mode) {}
 
     #[inline(always)]
+    pub(crate) fn preparing_exclusive(
+        &self,
+        _kind: Kind,
+        _site: &'static Location<'static>,
+    ) -> Prepared {
+        Prepared
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquired_prepared_exclusive(
+        &self,
+        _prepared: Prepared,
+        _kind: Kind,
+        _site: &'static Location<'static>,
+    ) {
+    }
+
+    #[inline(always)]
     pub(crate) fn preparing_shared(
         &self,
         _kind: Kind,
