@@ -28,6 +28,8 @@
 
 /// A concurrent two-tier cache built on this crate's locks.
 pub mod cache;
+#[cfg(feature = "deadlock_detection")]
+pub mod deadlock;
 pub mod diag;
 mod once;
 mod raw;
@@ -42,7 +44,8 @@ pub use raw::mutex::{MutexWord, RawFairMutex, RawMutex};
 pub use raw::rwlock::{RawRwLock, RawRwLockRecursive, RwLockWord};
 pub use raw::thread_id::RawThreadId;
 pub use raw::violation::{
-    Violation, ViolationPolicy, set_violation_policy, violation_policy, violations_reported,
+    Violation, ViolationCallback, ViolationPolicy, set_violation_callback, set_violation_policy,
+    violation_policy, violations_reported,
 };
 
 /// The guard state of every raw lock: zero-sized, as in parking_lot 0.13, so

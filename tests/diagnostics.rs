@@ -258,6 +258,7 @@ fn labels_work_for_statics_and_at_run_time() {
 
 #[test]
 fn relocking_a_held_mutex_is_reported_with_both_sites() {
+    drop(common::received_violations());
     let lock = Mutex::new(());
     let _held = lock.lock();
     let first = line!() - 1;
@@ -274,6 +275,16 @@ fn relocking_a_held_mutex_is_reported_with_both_sites() {
         "{message}"
     );
     assert!(lock.is_locked(), "the first guard still holds the lock");
+    // The same report as a value: both sites, in order, and the lock's name.
+    let address = core::ptr::from_ref(unsafe { lock.raw() }).addr();
+    let got = common::received_violations();
+    let v = got
+        .iter()
+        .rfind(|v| v.address == address && v.problem == "self-deadlock")
+        .expect("the callback received the self-deadlock");
+    let lines: Vec<u32> = v.sites.iter().map(|s| s.line()).collect();
+    assert_eq!(lines, [first, second], "{v:?}");
+    assert!(v.name.is_some(), "{v:?}");
 }
 
 #[test]

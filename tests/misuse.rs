@@ -15,11 +15,12 @@ use lockscope::{FairMutex, Mutex, RecursiveRwLock, RwLock, ViolationPolicy};
 
 static SERIAL: StdMutex<()> = StdMutex::new(());
 
-/// Runs `f`, which must panic with exactly one violation report; returns the
-/// panic message.
+/// Runs `f`, which must panic with exactly one violation report, received
+/// as a value by the violation callback too; returns the panic message.
 fn expect_one_violation(f: impl FnOnce()) -> String {
     assert_eq!(lockscope::violation_policy(), ViolationPolicy::Panic);
     let before = lockscope::violations_reported();
+    let received = received_violations().len();
     let err = catch_unwind(AssertUnwindSafe(f)).expect_err("misuse did not panic");
     let msg = assert_violation_payload(&*err);
     assert_eq!(
@@ -27,6 +28,15 @@ fn expect_one_violation(f: impl FnOnce()) -> String {
         before + 1,
         "one misuse, one report"
     );
+    let got = received_violations();
+    assert_eq!(got.len(), received + 1, "the callback received the report");
+    let v = got.last().unwrap();
+    assert!(msg.contains(&v.to_string()), "{msg} / {v}");
+    assert!(!v.decoded.is_empty());
+    // A site, when given, is the caller's, never one inside lockscope.
+    for site in &v.sites {
+        assert!(site.file().ends_with("misuse.rs"), "{site}");
+    }
     msg
 }
 
@@ -42,6 +52,12 @@ fn force_unlock_of_unlocked_mutex() {
     let msg = expect_one_violation(|| unsafe { m.force_unlock(raw_guard()) });
     assert!(msg.contains("RawMutex") && msg.contains("unlock"), "{msg}");
     assert!(msg.contains("not locked"), "{msg}");
+    {
+        let got = received_violations();
+        let v = got.last().unwrap();
+        assert_eq!(v.sites.len(), 1, "the force_unlock call's site");
+        assert!(v.name.is_none(), "never acquired nor labelled: no name");
+    }
     assert_eq!(
         unsafe { m.raw() }.word(),
         before,
@@ -235,6 +251,8 @@ fn violation_display_and_word_decoders() {
         word: 0,
         decoded: lockscope::RawMutex::decode(0).to_string(),
         detail: None,
+        name: None,
+        sites: Vec::new(),
     };
     let s = v.to_string();
     assert!(s.starts_with("lockscope: lock invariant violated"));

@@ -15,21 +15,47 @@ use lockscope::{Mutex, RwLock, ViolationPolicy};
 
 static SERIAL: StdMutex<()> = StdMutex::new(());
 
-/// Holds the serialization lock and restores the default policy on drop.
-struct PolicyScope(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+/// Holds the serialization lock and restores the default policy on drop;
+/// checks then that the violation callback received every violation the
+/// test made, each in full.
+struct PolicyScope {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    reported: u64,
+    received: usize,
+}
 
 impl PolicyScope {
     fn set(policy: ViolationPolicy) -> PolicyScope {
         let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         lockscope::set_violation_policy(policy);
         assert_eq!(lockscope::violation_policy(), policy);
-        PolicyScope(g)
+        PolicyScope {
+            _serial: g,
+            received: received_violations().len(),
+            reported: lockscope::violations_reported(),
+        }
     }
 }
 
 impl Drop for PolicyScope {
     fn drop(&mut self) {
         lockscope::set_violation_policy(ViolationPolicy::Panic);
+        if std::thread::panicking() {
+            return;
+        }
+        let made = lockscope::violations_reported() - self.reported;
+        let got = received_violations();
+        assert_eq!(
+            got.len() - self.received,
+            made as usize,
+            "one value per report"
+        );
+        for v in &got[self.received..] {
+            assert!(!v.decoded.is_empty() && !v.operation.is_empty(), "{v:?}");
+            for site in &v.sites {
+                assert!(site.file().ends_with("policy.rs"), "{site}");
+            }
+        }
     }
 }
 

@@ -113,6 +113,15 @@ fn two_thread_mutex_deadlock_is_named_thread_by_thread() {
         lock.word.as_deref().unwrap().contains("locked: true"),
         "{text}"
     );
+    // The word as the waiter parked: never "not parked" while it waits.
+    assert!(
+        lock.word.as_deref().unwrap().contains("parked: true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("word when the latest waiter parked"),
+        "{text}"
+    );
     assert_eq!(lock.holders.len(), 1, "{text}");
     assert_eq!(lock.waiters.len(), 1, "{text}");
 }

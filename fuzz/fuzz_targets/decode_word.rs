@@ -23,6 +23,12 @@ fuzz_target!(|input: (u64, u8, usize)| {
         word: rw as usize,
         decoded: RawRwLock::decode(rw as usize).to_string(),
         detail: (address % 2 == 0).then(|| format!("fuzzed detail {address:#x}")),
+        name: (address % 3 == 0).then(|| format!("fuzzed name {address:#x}")),
+        sites: if address % 5 == 0 {
+            vec![core::panic::Location::caller()]
+        } else {
+            Vec::new()
+        },
     };
     let text = v.to_string();
     assert!(

@@ -43,6 +43,38 @@
 //!
 //! A lock allocates nothing: a program with a million locks has as many
 //! classes as it has labels and first-acquisition sites.
+//!
+//! Thread names: a thread's record keeps the first 48 bytes of its name
+//! (cut at a character boundary; `NAME_BYTES` in the crate's
+//! `src/record/thread.rs`), copied when the thread first records anything
+//! (usually its first lock); every report ([`ThreadInfo::name`], stall and order reports, the
+//! deadlock module) shows that cut name.
+//!
+//! # `tracing` events
+//!
+//! Every event has target `lockscope`. Call sites are always
+//! `file:line:col`.
+//!
+//! | message | level | fields |
+//! |---|---|---|
+//! | `slow lock hold` | WARN | `lock`, `mode`, `site`, `context`, `held_ms` |
+//! | `timed lock acquisition gave up` | WARN | `lock`, `mode`, `site`, `waited_ms`, `holders` |
+//! | `lock stall` (the watchdog) | ERROR | `report` |
+//! | `lock order inversion` | ERROR | `report` |
+//!
+//! - `lock`: the lock's name: its label, else its kind and the site of its
+//!   first acquisition (the class name reports use).
+//! - `mode`: `Exclusive`, `Shared` or `Upgradable` (the [`Mode`] debug form).
+//! - `site`: where the hold was acquired (slow hold) or where the timed
+//!   acquisition was called (timeout), as `file:line:col`.
+//! - `context`: the holder's context value ([`with_context`]; 0: none).
+//! - `held_ms`: the hold's length in whole milliseconds (1 ms ticks).
+//! - `waited_ms`: how long the timed acquisition waited, in milliseconds
+//!   (fractional, from the precise clock).
+//! - `holders`: the lock's holders at the timeout, `; `-separated, each as
+//!   [`Holder`] displays it.
+//! - `report`: the whole report ([`StallReport`], or
+//!   [`order::OrderViolation`]) as it displays, several lines.
 
 use core::fmt;
 use core::panic::Location;
@@ -56,7 +88,7 @@ mod inspect;
 pub use inspect::Inspect;
 
 #[cfg(lockscope_diag)]
-mod scan;
+pub(crate) mod scan;
 #[cfg(feature = "serde")]
 mod ser;
 #[cfg(lockscope_diag)]
@@ -64,7 +96,7 @@ mod view;
 #[cfg(lockscope_diag)]
 pub(crate) use view::{holders_of, thread_info};
 mod stall;
-pub use stall::{CycleStep, Diagnosis, LockReport, StallReport};
+pub use stall::{CycleStep, Diagnosis, LockReport, ParkedStack, StallReport};
 
 pub mod order;
 pub mod profile;
@@ -115,7 +147,8 @@ impl Mode {
 pub struct ThreadInfo {
     /// A small number, unique among live threads (reused after a thread exits).
     pub id: u32,
-    /// The thread's name, if it has one.
+    /// The thread's name, if it has one: its first 48 bytes (cut at a
+    /// character boundary), as the thread had it when it first took a lock.
     pub name: Option<Arc<str>>,
     /// Whether the thread is still running (a dead holder: a leaked guard).
     pub alive: bool,

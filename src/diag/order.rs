@@ -112,7 +112,8 @@ impl fmt::Display for OrderViolation {
 }
 
 /// Whether each inversion carries the inverting thread's backtrace
-/// (`std::backtrace`, captured only when an inversion is reported; off by
+/// (captured only when an inversion is reported, with the `backtrace` crate
+/// under the `deadlock_detection` feature, else `std::backtrace`; off by
 /// default). Symbolizing takes milliseconds: fine for a report, which is
 /// made once per pair of classes.
 pub fn set_backtraces(on: bool) {
@@ -299,10 +300,24 @@ mod on {
         }
     }
 
+    /// The calling thread's stack, symbolized: with the `backtrace` crate
+    /// when `deadlock_detection` brings it (the type of the deadlock
+    /// module's stacks), else with `std::backtrace`.
+    fn capture() -> String {
+        #[cfg(feature = "deadlock_detection")]
+        {
+            format!("{:?}", backtrace::Backtrace::new())
+        }
+        #[cfg(not(feature = "deadlock_detection"))]
+        {
+            std::backtrace::Backtrace::force_capture().to_string()
+        }
+    }
+
     #[cold]
     fn report(mut violation: OrderViolation) {
         if BACKTRACES.load(Ordering::Relaxed) {
-            violation.backtrace = Some(std::backtrace::Backtrace::force_capture().to_string());
+            violation.backtrace = Some(capture());
         }
         tracing::error!(target: "lockscope", report = %violation, "lock order inversion");
         // blocking-ok: opt-in lock-order checking, reporting an inversion.

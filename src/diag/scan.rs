@@ -216,6 +216,21 @@ pub(crate) fn scan(wait_threshold: Duration, hold_threshold: Duration) -> Scan {
     }
 }
 
+/// The waits-for cycles of this instant, each with its key (the same for as
+/// long as the cycle lasts) and its steps.
+#[cfg(feature = "deadlock_detection")]
+pub(crate) fn cycles_now() -> Vec<(String, Vec<CycleStep>)> {
+    scan(Duration::ZERO, Duration::MAX)
+        .findings
+        .into_iter()
+        .filter_map(|f| match f.diagnosis {
+            Diagnosis::Deadlock { cycle } => Some((f.key, cycle)),
+            Diagnosis::SelfDeadlock { step } => Some((f.key, vec![step])),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Simple cycles of the waits-for graph, each found once (from its
 /// smallest thread id); at most 16.
 fn cycles<'a, 'b>(edges: &'b HashMap<u32, Vec<Edge<'a>>>) -> Vec<Vec<&'b Edge<'a>>> {

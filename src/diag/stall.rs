@@ -33,6 +33,20 @@ pub struct StallReport {
     pub diagnoses: Vec<Diagnosis>,
     /// Every lock a diagnosis names.
     pub locks: Vec<LockReport>,
+    /// Where each waiting thread of a diagnosis parked: its stack, symbols
+    /// resolved. Filled only with the `deadlock_detection` feature, which
+    /// records a parking thread's stack; empty otherwise.
+    pub stacks: Vec<ParkedStack>,
+}
+
+/// A waiting thread's stack when it parked (see [`StallReport::stacks`]).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ParkedStack {
+    /// The waiting thread.
+    pub thread: ThreadInfo,
+    /// Its stack, one frame per line (the `backtrace` crate's format).
+    pub backtrace: String,
 }
 
 /// One lock in a [`StallReport`].
@@ -48,7 +62,8 @@ pub struct LockReport {
     /// Where the lock was first acquired.
     #[cfg_attr(feature = "serde", serde(serialize_with = "super::ser::site"))]
     pub first_site: Site,
-    /// The lock word as the latest waiter saw it before it parked, decoded
+    /// The lock word at the moment the latest waiter parked (its parked bit
+    /// set), decoded: not the word now, which may have changed since
     /// (`None` when nobody waits: a lock may move, so the watchdog never
     /// reads a lock itself).
     pub word: Option<String>,
@@ -103,7 +118,7 @@ pub enum Diagnosis {
         /// The thread, its wait and its own hold.
         step: CycleStep,
     },
-    /// Threads wait for a lock that the word (as a waiter saw it) says is
+    /// Threads wait for a lock that the word (when a waiter parked) says is
     /// held, but no running thread holds: a guard leaked with
     /// `mem::forget`, by a thread that has exited, or a corrupted word.
     Orphaned {
@@ -196,7 +211,7 @@ impl fmt::Display for LockReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "lock \"{}\" ({})", self.name, self.kind)?;
         match &self.word {
-            Some(word) => writeln!(f, "  word (as a waiter saw it): {word}")?,
+            Some(word) => writeln!(f, "  word when the latest waiter parked: {word}")?,
             None => writeln!(f, "  word: not seen (nobody waits)")?,
         }
         if self.holders.is_empty() {
@@ -246,6 +261,9 @@ impl fmt::Display for StallReport {
         }
         for lock in &self.locks {
             write!(f, "{lock}")?;
+        }
+        for stack in &self.stacks {
+            writeln!(f, "{} parked at:\n{}", stack.thread, stack.backtrace)?;
         }
         Ok(())
     }

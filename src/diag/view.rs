@@ -273,7 +273,7 @@ pub(crate) fn snapshot(
 pub(crate) struct LiveLock {
     pub(crate) ident: usize,
     pub(crate) kind: Kind,
-    /// The lock word as the latest waiter saw it before it parked.
+    /// The lock word when the latest waiter parked (its parked bit set).
     pub(crate) word: Option<usize>,
     /// The exclusive holder first.
     pub(crate) holders: Vec<Holder>,

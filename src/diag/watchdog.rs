@@ -344,6 +344,44 @@ mod on {
             .into_iter()
             .map(|i| scan.locks[i].clone())
             .collect();
+        #[cfg(feature = "deadlock_detection")]
+        {
+            report.stacks = parked_stacks(&report);
+        }
         Some(report)
+    }
+
+    /// The stack of every waiting thread a diagnosis names, where it
+    /// parked, resolved now (milliseconds each: a report is made once per
+    /// stall).
+    #[cfg(feature = "deadlock_detection")]
+    fn parked_stacks(report: &StallReport) -> Vec<super::super::ParkedStack> {
+        use super::super::{Diagnosis, ThreadInfo};
+        let mut waiting: Vec<&ThreadInfo> = Vec::new();
+        for diagnosis in &report.diagnoses {
+            match diagnosis {
+                Diagnosis::Deadlock { cycle } => waiting.extend(cycle.iter().map(|s| &s.thread)),
+                Diagnosis::SelfDeadlock { step } => waiting.push(&step.thread),
+                Diagnosis::LongWait { waiter, .. } => waiting.push(&waiter.thread),
+                _ => {}
+            }
+        }
+        let mut stacks: Vec<super::super::ParkedStack> = Vec::new();
+        for thread in waiting {
+            if stacks.iter().any(|s| s.thread.id == thread.id) {
+                continue;
+            }
+            let Some(mut stack) =
+                crate::record::thread::by_id(thread.id).and_then(|t| t.parked_stack())
+            else {
+                continue;
+            };
+            stack.resolve();
+            stacks.push(super::super::ParkedStack {
+                thread: thread.clone(),
+                backtrace: format!("{stack:?}"),
+            });
+        }
+        stacks
     }
 }

@@ -282,8 +282,13 @@ impl RawMutex {
     }
 
     #[cold]
+    #[track_caller]
     fn violation(&self, operation: &'static str, problem: &'static str, word: u8) {
-        let _ = violation::report(self.violation_report(operation, problem, word, None), true);
+        let sites = violation::caller_outside().into_iter().collect();
+        let _ = violation::report(
+            self.violation_report(operation, problem, word, None, sites),
+            true,
+        );
     }
 
     #[cold]
@@ -293,8 +298,11 @@ impl RawMutex {
         problem: &'static str,
         word: u8,
         detail: Option<String>,
+        sites: Vec<&'static Location<'static>>,
     ) -> Violation {
         Violation {
+            name: self.diag.name(KIND),
+            sites,
             lock: "RawMutex",
             address: self.key(),
             operation,
@@ -308,13 +316,24 @@ impl RawMutex {
     /// A thread asks for a mutex it holds: report instead of hanging. Under
     /// `ViolationPolicy::Log` the thread goes on to wait (and hangs, logged).
     #[cold]
-    fn self_deadlock(&self, why: String, word: u8) {
+    fn self_deadlock(
+        &self,
+        hopeless: crate::record::Hopeless,
+        word: u8,
+        site: &'static Location<'static>,
+    ) {
         if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
         }
         let _ = violation::report(
-            self.violation_report("lock", "self-deadlock", word, Some(why)),
+            self.violation_report(
+                "lock",
+                "self-deadlock",
+                word,
+                Some(hopeless.why),
+                hopeless.held_at.into_iter().chain([site]).collect(),
+            ),
             true,
         );
     }
@@ -405,17 +424,19 @@ impl RawMutex {
                 state = now;
                 continue;
             }
-            if let Some(why) = self.diag.before_park(
+            if let Some(hopeless) = self.diag.before_park(
                 wait,
                 KIND,
                 Mode::Exclusive,
                 site,
-                usize::from(state),
+                // The word as this thread parks: with PARKED, which it has
+                // just set or found set.
+                usize::from(state | PARKED),
                 false,
                 false,
                 deadline.is_none(),
             ) {
-                self.self_deadlock(why, state);
+                self.self_deadlock(hopeless, state, site);
             }
             let validate = || self.state.load(Ordering::Relaxed) == LOCKED | PARKED;
             let timed_out = |_key, was_last: bool| {
@@ -448,6 +469,7 @@ impl RawMutex {
 
     /// Releases with parked threads, or reports a release of a free mutex.
     #[cold]
+    #[track_caller]
     fn unlock_slow(&self, force_fair: bool) {
         let state = self.state.load(Ordering::Relaxed);
         if state & LOCKED == 0 || state & UNKNOWN != 0 {

@@ -714,7 +714,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// the report would leave stranded is abandoned first.
     #[cold]
     fn check_park(&self, ask: &mut Ask, state: usize) {
-        let Some(why) = self.diag.before_park(
+        let Some(hopeless) = self.diag.before_park(
             &mut ask.wait,
             Self::KIND,
             ask.mode,
@@ -731,7 +731,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         }
         ask.reported = true;
         let mut violation = self.violation("lock", "self-deadlock", state);
-        violation.detail = Some(why);
+        violation.detail = Some(hopeless.why);
+        violation.sites = hopeless.held_at.into_iter().chain([ask.site]).collect();
         if !violation::lets_through() {
             // The report unwinds or aborts: this thread will not wait.
             self.diag.cancel_wait();
@@ -846,8 +847,11 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[cold]
+    #[track_caller]
     fn violation(&self, operation: &'static str, problem: &'static str, word: usize) -> Violation {
         Violation {
+            name: self.diag.name(Self::KIND),
+            sites: violation::caller_outside().into_iter().collect(),
             lock: if RECURSIVE {
                 "RawRwLockRecursive"
             } else {
@@ -864,6 +868,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
 
     /// Reports a refused release; returns if the policy lets the caller go on.
     #[cold]
+    #[track_caller]
     fn refuse(&self, operation: &'static str, problem: &'static str, word: usize) {
         let problem = broken_invariant(word).unwrap_or(problem);
         let _ = violation::report(self.violation(operation, problem, word), true);
@@ -873,6 +878,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// the current state does not allow the operation, which is reported.
     /// Returns the new word, or `None` when the report was refused.
     #[inline]
+    #[track_caller]
     fn try_transition(
         &self,
         operation: &'static str,
@@ -884,6 +890,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// The exchange behind both transitions; a refused step is reported once,
     /// as refusable or not.
     #[inline]
+    #[track_caller]
     fn transition_or_report(
         &self,
         operation: &'static str,
@@ -1093,7 +1100,9 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             *state = now;
             return Parked::Retry;
         }
-        self.check_park(ask, *state);
+        // The word as this thread parks: with the bit it has just set (or
+        // found set), so a report cannot show "not parked" for a parked wait.
+        self.check_park(ask, *state | PARKED);
         let validate = || {
             let state = self.state.load(Ordering::Relaxed);
             state & PARKED != 0 && blocked(state)
@@ -1151,7 +1160,8 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     continue;
                 }
             }
-            self.check_park(ask, state);
+            // As above: the word with the bit this writer parks under.
+            self.check_park(ask, state | WRITER_PARKED);
             // The last reader clears WRITER_PARKED before waking us, so a
             // cleared bit means the readers are gone and we must not sleep.
             let validate = || self.state.load(Ordering::Relaxed) & WRITER_PARKED != 0;
@@ -1276,6 +1286,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// the last reader before a parked writer wakes it; a release of a read
     /// lock that was not held is undone and reported (false: refused).
     #[cold]
+    #[track_caller]
     fn unlock_shared_slow(&self, prev: usize) -> bool {
         let upgradable = usize::from(prev & UPGRADABLE != 0);
         if readers(prev) <= upgradable || broken_invariant(prev).is_some() {
@@ -1338,6 +1349,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[cold]
+    #[track_caller]
     fn unlock_exclusive_slow(&self, force_fair: bool) {
         // Readers are never blocked by UPGRADABLE and a writer owns no
         // UPGRADABLE, so every parked thread is eligible: wake as `All`.

@@ -7,8 +7,10 @@
 //! left exactly as it was and a [`Violation`] is handed to the process-wide
 //! [`ViolationPolicy`].
 
+use core::panic::Location;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// What lockscope does when it detects a lock-word invariant violation.
 ///
@@ -92,6 +94,14 @@ pub struct Violation {
     pub decoded: String,
     /// More about this violation, such as both call sites of a self-deadlock.
     pub detail: Option<String>,
+    /// The lock's name as diagnostics reports show it (its label, else its
+    /// kind and first acquisition site); `None` without diagnostics or for a
+    /// lock never acquired nor labelled.
+    pub name: Option<String>,
+    /// The call sites involved, when known: of the refused operation (a
+    /// release through a guard or `force_unlock*`); of a self-deadlock, where
+    /// the lock was acquired, then where it was asked for again.
+    pub sites: Vec<&'static Location<'static>>,
 }
 
 impl fmt::Display for Violation {
@@ -101,6 +111,14 @@ impl fmt::Display for Violation {
             "lockscope: lock invariant violated: {} at {:#x}: {} refused: {}; word {:#x} = {}",
             self.lock, self.address, self.operation, self.problem, self.word, self.decoded
         )?;
+        if let Some(name) = &self.name {
+            write!(f, "; lock {name}")?;
+        }
+        if let Some(site) = self.sites.last()
+            && self.detail.is_none()
+        {
+            write!(f, "; at {}:{}:{}", site.file(), site.line(), site.column())?;
+        }
         if let Some(detail) = &self.detail {
             write!(f, "; {detail}")?;
         }
@@ -127,13 +145,62 @@ pub(crate) enum Outcome {
     Refused,
 }
 
-/// Hands a violation to the policy. Returns only when the policy is
-/// [`ViolationPolicy::Log`] or [`ViolationPolicy::Count`] and the operation
-/// can be refused.
+/// A function that receives every violation as a value.
+pub type ViolationCallback = Arc<dyn Fn(&Violation) + Send + Sync>;
+
+static CALLBACK: RwLock<Option<ViolationCallback>> = RwLock::new(None);
+
+/// Sets (or, with `None`, removes) a function that receives every violation
+/// this process reports, under any [`ViolationPolicy`], before the policy
+/// acts (so before a panic or an abort): to count them, log them in a
+/// program's own format, or keep them for a test.
+///
+/// It runs on the thread that made the faulty call, which may hold other
+/// locks; it must not use the lock that failed.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use lockscope::ViolationPolicy;
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let keep = seen.clone();
+/// lockscope::set_violation_callback(Some(Arc::new(move |v: &lockscope::Violation| {
+///     keep.lock().unwrap().push(v.operation);
+/// })));
+/// lockscope::set_violation_policy(ViolationPolicy::Log);
+/// let m = lockscope::Mutex::new(0);
+/// // A release of a mutex nobody holds: refused, so it changes nothing.
+/// // (`Default::default()` is the zero-sized guard state.)
+/// unsafe { m.force_unlock(Default::default()) };
+/// lockscope::set_violation_policy(ViolationPolicy::Panic);
+/// lockscope::set_violation_callback(None);
+/// assert_eq!(*seen.lock().unwrap(), ["unlock"]);
+/// ```
+pub fn set_violation_callback(callback: Option<ViolationCallback>) {
+    *CALLBACK.write().unwrap_or_else(|e| e.into_inner()) = callback;
+}
+
+/// The caller's call site, unless it is inside this crate's raw locks (a
+/// path that did not pass the user's site down).
+#[track_caller]
+pub(crate) fn caller_outside() -> Option<&'static Location<'static>> {
+    let site = Location::caller();
+    let raw = file!().trim_end_matches("violation.rs");
+    (!site.file().starts_with(raw)).then_some(site)
+}
+
+/// Hands a violation to the callback, then the policy. Returns only when
+/// the policy is [`ViolationPolicy::Log`] or [`ViolationPolicy::Count`] and
+/// the operation can be refused.
 #[cold]
 #[inline(never)]
 pub(crate) fn report(violation: Violation, refusable: bool) -> Outcome {
     REPORTED.fetch_add(1, Ordering::Relaxed);
+    // Cloned out, so that the callback may replace itself.
+    let callback = CALLBACK.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(callback) = callback {
+        callback(&violation);
+    }
     match violation_policy() {
         ViolationPolicy::Panic => panic!("{violation}"),
         ViolationPolicy::LogThenPanic => {

@@ -789,7 +789,7 @@ impl LockDiag {
         upgrading: bool,
         writer_ahead: bool,
         untimed: bool,
-    ) -> Option<String> {
+    ) -> Option<super::Hopeless> {
         let me = thread::current()?;
         let addr = self.addr();
         if !wait.parked {
@@ -805,6 +805,10 @@ impl LockDiag {
             slot.mode.store(mode.code(), Ordering::Relaxed);
             slot.since_ms.store(clock::now_ms(), Ordering::Relaxed);
             slot.site.store(site_ptr(site), Ordering::Relaxed);
+            // Before the wait is published: a deadlock check that sees the
+            // wait finds this park's stack.
+            #[cfg(feature = "deadlock_detection")]
+            me.record_parked_stack();
             slot.lock.store(addr, Ordering::Release);
         }
         me.wait.word.store(word, Ordering::Relaxed);
@@ -826,7 +830,8 @@ impl LockDiag {
                 _ => false,
             };
             if hopeless {
-                let held_at = site_text(me.slots[i].site.load(Ordering::Relaxed));
+                let held_site = me.slots[i].site.load(Ordering::Relaxed);
+                let held_at = site_text(held_site);
                 let why = if mode == Mode::Shared && held != Mode::Exclusive {
                     ", and a writer is queued behind that read"
                 } else {
@@ -837,9 +842,12 @@ impl LockDiag {
                 } else {
                     format!("{held:?}, acquired at")
                 };
-                return Some(format!(
-                    "this thread already holds it ({how} {held_at}{why}) and asks for it again ({mode:?}) at {here}"
-                ));
+                return Some(super::Hopeless {
+                    why: format!(
+                        "this thread already holds it ({how} {held_at}{why}) and asks for it again ({mode:?}) at {here}"
+                    ),
+                    held_at: site_ref(held_site),
+                });
             }
         }
         None
@@ -946,6 +954,15 @@ impl LockDiag {
         let class = class::of_label(label, kind, site);
         self.ident
             .store(class_ident(class) as u32, Ordering::Release);
+    }
+
+    /// The lock's name as reports show it (its label, else its kind and
+    /// first acquisition site); `None` if it was never acquired nor
+    /// labelled.
+    #[cold]
+    pub(crate) fn name(&self, kind: Kind) -> Option<String> {
+        let ident = self.ident(kind);
+        (ident != 0).then(|| ident_name(ident, kind))
     }
 
     /// The lock's static identity, resolving a pending label; 0 if the lock

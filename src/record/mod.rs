@@ -30,6 +30,15 @@ mod off;
 #[cfg(not(lockscope_diag))]
 pub(crate) use off::{LockDiag, Wait};
 
+/// A wait that cannot end, found before parking: this thread holds what it
+/// asks for.
+pub(crate) struct Hopeless {
+    /// The report's detail: both holds, with their call sites.
+    pub(crate) why: String,
+    /// Where this thread acquired the hold that blocks it.
+    pub(crate) held_at: Option<&'static core::panic::Location<'static>>,
+}
+
 /// What kind of lock a record is about.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[repr(u8)]

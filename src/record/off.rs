@@ -105,7 +105,13 @@ impl LockDiag {
         _upgrading: bool,
         _writer_ahead: bool,
         _untimed: bool,
-    ) -> Option<String> {
+    ) -> Option<super::Hopeless> {
+        None
+    }
+
+    /// No name is recorded.
+    #[inline(always)]
+    pub(crate) fn name(&self, _kind: Kind) -> Option<String> {
         None
     }
 

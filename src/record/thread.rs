@@ -102,7 +102,8 @@ pub(crate) struct WaitSlot {
     pub(crate) mode: AtomicU8,
     pub(crate) since_ms: AtomicU32,
     pub(crate) site: AtomicPtr<Location<'static>>,
-    /// The lock word as this thread saw it last before it parked.
+    /// The lock word when this thread parked, with the parked bit it set (or
+    /// found set), so that no report shows a parked wait as "not parked".
     pub(crate) word: AtomicUsize,
 }
 
@@ -151,6 +152,12 @@ pub(crate) struct ThreadRecord {
     name_len: AtomicU8,
     in_use: AtomicBool,
     next: *const ThreadRecord,
+    /// The stack of the thread's latest park on a lock, unresolved (feature
+    /// `deadlock_detection`). Written by the thread before it parks, read by
+    /// `deadlock::check_deadlock` while the thread is parked, so the two
+    /// meet on this mutex only if a check runs as the thread parks again.
+    #[cfg(feature = "deadlock_detection")]
+    pub(crate) parked_stack: std::sync::Mutex<Option<backtrace::Backtrace>>,
 }
 
 /// A thread id as a lock's 16-bit holder field stores it: ids above
@@ -331,6 +338,8 @@ fn create() -> &'static ThreadRecord {
         name_len: AtomicU8::new(0),
         in_use: AtomicBool::new(true),
         next: ptr::null(),
+        #[cfg(feature = "deadlock_detection")]
+        parked_stack: std::sync::Mutex::new(None),
     }));
     let mut head = THREADS.load(Ordering::Relaxed);
     loop {
@@ -379,6 +388,33 @@ impl ThreadRecord {
             .collect();
         // A record reused while being read could mix two names' bytes.
         Some(Arc::from(String::from_utf8_lossy(&bytes).as_ref()))
+    }
+
+    /// Records where this thread is about to park (feature
+    /// `deadlock_detection`): a stack walk without symbol lookup, on the
+    /// park's slow path only.
+    #[cfg(feature = "deadlock_detection")]
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_parked_stack(&self) {
+        let stack = backtrace::Backtrace::new_unresolved();
+        // Only a deadlock check, cloning a parked thread's stack, holds it too.
+        // blocking-ok: the park slow path, about to block anyway.
+        let mut kept = self.parked_stack.lock().unwrap_or_else(|e| e.into_inner());
+        let old = kept.replace(stack);
+        drop(kept);
+        // The previous stack is freed outside the mutex.
+        drop(old);
+    }
+
+    /// The stack recorded at this thread's latest park, unresolved.
+    #[cfg(feature = "deadlock_detection")]
+    pub(crate) fn parked_stack(&self) -> Option<backtrace::Backtrace> {
+        self.parked_stack
+            // blocking-ok: a deadlock check, on no lock path.
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the thread that owns this record is still running.

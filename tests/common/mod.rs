@@ -99,3 +99,20 @@ pub fn assert_violation_payload(payload: &(dyn std::any::Any + Send)) -> String 
     );
     msg
 }
+
+/// Every violation the process reported since the first call, as received by
+/// the violation callback, which the first call installs.
+pub fn received_violations() -> std::sync::MutexGuard<'static, Vec<lockscope::Violation>> {
+    use std::sync::{Arc, Mutex, Once};
+    static RECEIVED: Mutex<Vec<lockscope::Violation>> = Mutex::new(Vec::new());
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        lockscope::set_violation_callback(Some(Arc::new(|v: &lockscope::Violation| {
+            RECEIVED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(v.clone());
+        })));
+    });
+    RECEIVED.lock().unwrap_or_else(|e| e.into_inner())
+}
