@@ -346,12 +346,13 @@ fn while_held_elsewhere<'a, L: Sync, G>(
         s.spawn(move || {
             let guard = hold(lock);
             held_tx.send(()).unwrap();
-            done_rx.recv().unwrap();
+            // Ends when `done_tx` is dropped, also if `f` panics.
+            let _ = done_rx.recv();
             drop(guard);
         });
         held_rx.recv().unwrap();
+        let _done = done_tx;
         f();
-        done_tx.send(()).unwrap();
     });
 }
 

@@ -575,8 +575,12 @@ impl LockDiag {
         if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
             owner.holds[i].store(0, Ordering::Release);
         } else {
-            // Another thread's record (a guard sent here): only its hold
-            // word is ours to clear, and only if it is still this hold.
+            // Another thread's record (a guard sent here, or leaked by a
+            // thread that exited): only its hold word is ours to clear, and
+            // only if it is still this hold. A record of an exited thread is
+            // then kept from reuse for this tick, so that the hold's end is
+            // never taken for a later thread's.
+            owner.hold_ended_by_another(now);
             let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         Release(after)
@@ -766,6 +770,7 @@ impl LockDiag {
         if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
             owner.holds[i].store(0, Ordering::Release);
         } else {
+            owner.hold_ended_by_another(clock::now_ms());
             let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
@@ -863,7 +868,10 @@ impl LockDiag {
         mode: Mode,
         site: &'static Location<'static>,
     ) {
-        if !wait.parked {
+        // A timed acquisition that gives up is recorded even if it never
+        // parked (it spun until its deadline): its timeout is timed from the
+        // call. A wait that neither parked nor gave up cost only spinning.
+        if !wait.parked && (acquired || wait.start_ns == 0) {
             return;
         }
         let end = if wait.woke_ns != 0 {
@@ -878,8 +886,11 @@ impl LockDiag {
         }
         let class = self.class(kind, site);
         if !acquired {
-            class.wait.record(waited);
-            class.sites.add(site, waited);
+            if wait.parked {
+                // Waits are those that parked (as `contended` counts them).
+                class.wait.record(waited);
+                class.sites.add(site, waited);
+            }
             self.timed_out(class, kind, mode, site, Duration::from_nanos(waited));
             return;
         }

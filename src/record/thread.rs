@@ -417,6 +417,15 @@ impl ThreadRecord {
             .clone()
     }
 
+    /// Another thread ends one of this record's holds at coarse time `now`:
+    /// if this record's thread has exited, the record is not reused within
+    /// that tick (see `owned_since`).
+    pub(crate) fn hold_ended_by_another(&self, now: u32) {
+        if !self.alive() {
+            self.released_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the thread that owns this record is still running.
     pub(crate) fn alive(&self) -> bool {
         self.in_use.load(Ordering::Relaxed)
