@@ -572,17 +572,7 @@ impl LockDiag {
         if held >= super::slow_hold_ms() {
             slow_hold(ident, kind, Mode::Exclusive, site, context, held);
         }
-        if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
-            owner.holds[i].store(0, Ordering::Release);
-        } else {
-            // Another thread's record (a guard sent here, or leaked by a
-            // thread that exited): only its hold word is ours to clear, and
-            // only if it is still this hold. A record of an exited thread is
-            // then kept from reuse for this tick, so that the hold's end is
-            // never taken for a later thread's.
-            owner.hold_ended_by_another(now);
-            let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
+        clear_hold(owner, me, i, word, now);
         Release(after)
     }
 
@@ -767,12 +757,7 @@ impl LockDiag {
                 held,
             );
         }
-        if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
-            owner.holds[i].store(0, Ordering::Release);
-        } else {
-            owner.hold_ended_by_another(clock::now_ms());
-            let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
+        clear_hold(owner, me, i, word, clock::now_ms());
     }
 
     /// The calling thread is about to park for the lock. The first call of a
@@ -1052,6 +1037,28 @@ impl LockDiag {
     #[inline]
     pub(crate) fn dropped(&self) {
         crate::diag::order::retired(self.addr());
+    }
+}
+
+/// Clears the hold word `word` in `owner`'s slot `i`, at coarse time `now`,
+/// for the releasing thread `me`.
+fn clear_hold(
+    owner: &ThreadRecord,
+    me: Option<&'static ThreadRecord>,
+    i: usize,
+    word: usize,
+    now: u32,
+) {
+    if ptr::eq(owner, me.map_or(ptr::null(), ptr::from_ref)) {
+        owner.holds[i].store(0, Ordering::Release);
+    } else {
+        // Another thread's record (a guard sent here, or leaked by a thread
+        // that exited): only its hold word is ours to clear, and only if it
+        // is still this hold. A record of an exited thread is then kept from
+        // reuse for this tick, so that the hold's end is never taken for a
+        // later thread's.
+        owner.hold_ended_by_another(now);
+        let _ = owner.holds[i].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
     }
 }
 
