@@ -384,26 +384,39 @@ impl LockDiag {
         self.hold_exclusive(me, 0, ident, kind, site);
     }
 
-    /// Before an exclusive acquisition's compare-exchange: reads the lock's
-    /// identity, which starts bringing the lock's line in, and meanwhile
-    /// fills the thread's first hold slot, if it is free, without
-    /// publishing it (nothing there is visible until its hold word is set,
-    /// so a compare-exchange that fails leaves nothing to undo). A lock whose
-    /// line is not in the cache then does this work while the line arrives
-    /// instead of after.
+    /// Before an exclusive acquisition's compare-exchange: fills the
+    /// thread's first hold slot, if it is free, without publishing it
+    /// (nothing there is visible until its hold word is set, so a
+    /// compare-exchange that fails leaves nothing to undo). It reads nothing
+    /// of the lock: the compare-exchange is the first to touch the lock's
+    /// line, and takes it owned in one transfer.
     #[inline(always)]
     pub(crate) fn preparing_exclusive(
         &self,
         kind: Kind,
         site: &'static Location<'static>,
     ) -> Prepared {
-        let ident = self.ident.load(Ordering::Relaxed) as usize;
-        let me = thread::current()
-            .filter(|me| ident & TAGS != 0 && me.holds[0].load(Ordering::Relaxed) == 0);
+        let me = thread::current().filter(|me| me.holds[0].load(Ordering::Relaxed) == 0);
         if let Some(me) = me {
-            me.fill(0, site, coarse_now(), ident, kind as u8);
+            me.fill(0, site, coarse_now(), kind as u8);
         }
         Prepared { me }
+    }
+
+    /// The lock's identity for a hold prepared in `me`'s slot `i`, read
+    /// once the lock is taken (its line is owned by then), and stored in
+    /// the slot.
+    #[inline(always)]
+    fn ident_into(
+        &self,
+        me: &ThreadRecord,
+        i: usize,
+        kind: Kind,
+        site: &'static Location<'static>,
+    ) -> usize {
+        let ident = self.ident_for(kind, site);
+        me.slots[i].ident.store(ident, Ordering::Relaxed);
+        ident
     }
 
     /// The exclusive acquisition prepared as `prepared` has taken the lock.
@@ -418,7 +431,7 @@ impl LockDiag {
             hint::cold_path();
             return self.acquired_exclusive(kind, site);
         };
-        let ident = me.slots[0].ident.load(Ordering::Relaxed);
+        let ident = self.ident_into(me, 0, kind, site);
         self.publish_exclusive(me, 0, ident, kind, site);
     }
 
@@ -432,7 +445,8 @@ impl LockDiag {
         kind: Kind,
         site: &'static Location<'static>,
     ) {
-        me.fill(i, site, coarse_now(), ident, kind as u8);
+        me.fill(i, site, coarse_now(), kind as u8);
+        me.slots[i].ident.store(ident, Ordering::Relaxed);
         self.publish_exclusive(me, i, ident, kind, site);
     }
 
@@ -625,7 +639,8 @@ impl LockDiag {
         let Some(me) = thread::current() else { return };
         let ident = self.ident_for(kind, site);
         let Some(i) = me.free_slot() else { return };
-        me.fill(i, site, coarse_now(), ident, kind as u8);
+        me.fill(i, site, coarse_now(), kind as u8);
+        me.slots[i].ident.store(ident, Ordering::Relaxed);
         self.publish_shared(me, i, kind, mode, site, ident);
     }
 
@@ -665,8 +680,7 @@ impl LockDiag {
     ) -> Prepared {
         let me = thread::current().filter(|me| me.holds[0].load(Ordering::Relaxed) == 0);
         if let Some(me) = me {
-            let ident = self.ident_for(kind, site);
-            me.fill(0, site, coarse_now(), ident, kind as u8);
+            me.fill(0, site, coarse_now(), kind as u8);
         }
         Prepared { me }
     }
@@ -685,7 +699,7 @@ impl LockDiag {
             hint::cold_path();
             return self.acquired_shared(kind, mode, site);
         };
-        let ident = me.slots[0].ident.load(Ordering::Relaxed);
+        let ident = self.ident_into(me, 0, kind, site);
         self.publish_shared(me, 0, kind, mode, site, ident);
     }
 

@@ -463,24 +463,20 @@ impl ThreadRecord {
         found
     }
 
-    /// Fills in the details of a hold in the free slot `i`, not yet
-    /// published (its hold word stays 0, so nothing is visible).
+    /// Fills in the details of a hold in the free slot `i` that do not
+    /// depend on the lock, not yet published (its hold word stays 0, so
+    /// nothing is visible). The lock's identity follows once the lock is
+    /// taken ([`HoldSlot::ident`]): reading it before would bring the lock's
+    /// line in shared, and the acquisition would then fetch it a second time
+    /// to own it.
     #[inline(always)]
-    pub(crate) fn fill(
-        &self,
-        i: usize,
-        site: &'static Location<'static>,
-        now: u32,
-        ident: usize,
-        kind: u8,
-    ) {
+    pub(crate) fn fill(&self, i: usize, site: &'static Location<'static>, now: u32, kind: u8) {
         let slot = &self.slots[i];
         slot.since_ms.store(now, Ordering::Relaxed);
         slot.site
             .store(ptr::from_ref(site).cast_mut(), Ordering::Relaxed);
         slot.context
             .store(self.context.load(Ordering::Relaxed), Ordering::Relaxed);
-        slot.ident.store(ident, Ordering::Relaxed);
         slot.kind.store(kind, Ordering::Relaxed);
     }
 
