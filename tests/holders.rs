@@ -156,6 +156,36 @@ fn locks_created_and_dropped_on_many_threads_while_the_watchdog_scans() {
     );
 }
 
+/// A lock's first exclusive acquisition stores its identity without a
+/// compare-exchange; a label set on another thread as that acquisition
+/// happens (or while the lock is held there) is still the lock's name
+/// afterwards, and setting it neither hangs nor loses the lock's count.
+#[test]
+fn a_label_set_during_the_first_acquisition_sticks() {
+    for round in 0..2_000 {
+        let lock = Arc::new(Mutex::new(0u64));
+        let start = Arc::new(Barrier::new(2));
+        let taker = {
+            let (lock, start) = (Arc::clone(&lock), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                *lock.lock() += 1;
+            })
+        };
+        start.wait();
+        lock.set_label("raced label");
+        taker.join().unwrap();
+        *lock.lock() += 1;
+        let seen = snapshot(&*lock);
+        assert_eq!(
+            seen.label.as_deref(),
+            Some("raced label"),
+            "round {round}: {seen}"
+        );
+        assert_eq!(*lock.lock(), 2);
+    }
+}
+
 #[test]
 fn a_thread_that_exits_holding_a_lock_and_a_thread_that_reuses_its_record() {
     let lock = Arc::new(Mutex::new(0));

@@ -103,7 +103,8 @@ fn snapshot_of<R: RawDiag>(raw: &R) -> Option<Snapshot> {
 
 #[track_caller]
 fn set_label_of<R: RawDiag>(raw: &R, label: &str) {
-    raw.diag().set_label(raw.kind(), Location::caller(), label);
+    raw.diag()
+        .set_label(raw.kind(), Location::caller(), label, || raw.exclusive());
 }
 
 macro_rules! inspect_via_raw {

@@ -135,6 +135,10 @@ pub(crate) struct LockDiag {
 
 const _: () = assert!(size_of::<LockDiag>() == 16);
 
+/// How long [`LockDiag::set_label`] waits at most for an exclusive holder
+/// whose hold it cannot see to have stored the lock's first site.
+const LABEL_WAIT_NS: u64 = 100_000_000;
+
 /// Whether an exclusive release left work for after the lock word is
 /// released (a wait to record, in the releasing thread's record, when the
 /// holder had parked for the lock), so that no histogram update lengthens
@@ -306,6 +310,41 @@ impl LockDiag {
         ident
     }
 
+    /// The lock's identity for its exclusive holder: as [`Self::ident_for`],
+    /// but the lock's first acquisition stores its first site without a
+    /// compare-exchange ([`Self::first_exclusive`]).
+    #[inline(always)]
+    fn ident_for_holder(&self, kind: Kind, site: &'static Location<'static>) -> usize {
+        let ident = self.ident.load(Ordering::Acquire) as usize;
+        if ident & TAGS == 0 {
+            hint::cold_path();
+            return self.first_exclusive(kind, site);
+        }
+        ident
+    }
+
+    /// The first acquisition of a lock, exclusive: its site becomes its
+    /// identity with a plain store, as only an exclusive holder stores a
+    /// first site this way (a compare-exchange would be one more locked
+    /// instruction for every lock that is locked once and dropped). Two
+    /// other writers may meet this store: [`Self::set_label`], which waits
+    /// until it is done and then stores its label again if it was
+    /// overwritten; and a waiter or a report resolving the identity at the
+    /// same instant, which then keeps its own first site for that one park
+    /// or report.
+    #[cold]
+    #[inline(never)]
+    fn first_exclusive(&self, kind: Kind, site: &'static Location<'static>) -> usize {
+        if self.ident.load(Ordering::Acquire) == 0 {
+            let ident = site_ident(site);
+            if ident != 0 {
+                self.ident.store(ident as u32, Ordering::Release);
+                return ident;
+            }
+        }
+        self.resolve(kind, site)
+    }
+
     /// The first acquisition of a lock: its first site becomes its
     /// identity, or its label is looked up as a class.
     #[cold]
@@ -413,8 +452,13 @@ impl LockDiag {
         i: usize,
         kind: Kind,
         site: &'static Location<'static>,
+        exclusive: bool,
     ) -> usize {
-        let ident = self.ident_for(kind, site);
+        let ident = if exclusive {
+            self.ident_for_holder(kind, site)
+        } else {
+            self.ident_for(kind, site)
+        };
         me.slots[i].ident.store(ident, Ordering::Relaxed);
         ident
     }
@@ -431,7 +475,7 @@ impl LockDiag {
             hint::cold_path();
             return self.acquired_exclusive(kind, site);
         };
-        let ident = self.ident_into(me, 0, kind, site);
+        let ident = self.ident_into(me, 0, kind, site, true);
         self.publish_exclusive(me, 0, ident, kind, site);
     }
 
@@ -486,7 +530,7 @@ impl LockDiag {
         kind: Kind,
         site: &'static Location<'static>,
     ) {
-        let ident = self.ident_for(kind, site);
+        let ident = self.ident_for_holder(kind, site);
         match me.free_slot() {
             Some(i) => self.hold_exclusive(me, i, ident, kind, site),
             // No slot: the lock still names its holder.
@@ -699,7 +743,7 @@ impl LockDiag {
             hint::cold_path();
             return self.acquired_shared(kind, mode, site);
         };
-        let ident = self.ident_into(me, 0, kind, site);
+        let ident = self.ident_into(me, 0, kind, site, false);
         self.publish_shared(me, 0, kind, mode, site, ident);
     }
 
@@ -957,13 +1001,42 @@ impl LockDiag {
     }
 
     /// Labels the lock: it joins the class of that label.
-    pub(crate) fn set_label(&self, kind: Kind, site: &'static Location<'static>, label: &str) {
+    ///
+    /// `held_exclusively` reads the lock word: whether a thread holds the
+    /// lock exclusively.
+    pub(crate) fn set_label(
+        &self,
+        kind: Kind,
+        site: &'static Location<'static>,
+        label: &str,
+        held_exclusively: impl Fn() -> bool,
+    ) {
         // A pending const label is resolved first, so that its fields are
         // free for the last holder.
         let _ = self.ident_for(kind, site);
-        let class = class::of_label(label, kind, site);
-        self.ident
-            .store(class_ident(class) as u32, Ordering::Release);
+        let want = class_ident(class::of_label(label, kind, site)) as u32;
+        let me = thread::current().map_or(0, |me| me.short);
+        let addr = self.addr();
+        loop {
+            self.ident.store(want, Ordering::Release);
+            // A first exclusive acquisition that read the identity as 0
+            // before it was resolved above stores its own site, once, after
+            // taking the lock and before naming itself holder and publishing
+            // its hold (`first_exclusive`). Wait until no such store can be
+            // pending, then look again. (A hold that is never published, of
+            // a thread past its hold slots, is waited for a bounded time.)
+            let start = clock::precise_ns();
+            while held_exclusively()
+                && self.holder.load(Ordering::Acquire) != me
+                && !thread::all().any(|t| t.find(addr, Mode::Exclusive).is_some())
+                && clock::precise_ns() - start < LABEL_WAIT_NS
+            {
+                std::thread::yield_now();
+            }
+            if self.ident.load(Ordering::Acquire) == want {
+                return;
+            }
+        }
     }
 
     /// The lock's name as reports show it (its label, else its kind and

@@ -129,5 +129,12 @@ impl LockDiag {
     #[inline(always)]
     pub(crate) fn cancel_wait(&self) {}
 
-    pub(crate) fn set_label(&self, _kind: Kind, _site: &'static Location<'static>, _label: &str) {}
+    pub(crate) fn set_label(
+        &self,
+        _kind: Kind,
+        _site: &'static Location<'static>,
+        _label: &str,
+        _held_exclusively: impl Fn() -> bool,
+    ) {
+    }
 }
