@@ -973,19 +973,20 @@ impl LockDiag {
         class.timeouts.fetch_add(1, Ordering::Relaxed);
         let holders = crate::diag::holders_of(self.addr());
         let me = thread::current().map(crate::diag::thread_info);
-        let listed = holders
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
         let ident = class_ident(class);
+        // The fields are evaluated only when a subscriber wants the event:
+        // without one, a timeout formats nothing.
         tracing::warn!(
             target: "lockscope",
             lock = %ident_name(ident, kind),
             mode = ?mode,
             site = %format_args!("{}:{}:{}", site.file(), site.line(), site.column()),
             waited_ms = waited.as_secs_f64() * 1e3,
-            holders = %listed,
+            holders = %holders
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
             "timed lock acquisition gave up"
         );
         class.add_timeout(
