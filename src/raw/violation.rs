@@ -189,6 +189,21 @@ pub(crate) fn caller_outside() -> Option<&'static Location<'static>> {
     (!site.file().starts_with(raw)).then_some(site)
 }
 
+/// Counts a refusable violation and returns true when nothing would read
+/// its report: the policy is [`ViolationPolicy::Count`] and no callback is
+/// set. The caller then refuses the operation without building the report
+/// (a decoded word, the lock's name), which would cost far more than the
+/// refused operation.
+pub(crate) fn counted_only() -> bool {
+    if violation_policy() != ViolationPolicy::Count
+        || CALLBACK.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    {
+        return false;
+    }
+    REPORTED.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
 /// Hands a violation to the callback, then the policy. Returns only when
 /// the policy is [`ViolationPolicy::Log`] or [`ViolationPolicy::Count`] and
 /// the operation can be refused.
