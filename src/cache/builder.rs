@@ -246,13 +246,10 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         let shards = match self.shards {
             Some(0) => return Err(BuildError::ZeroShards),
             Some(n) => n.min(self.capacity).min(MAX_SHARDS),
-            None => {
-                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (cpus * 4)
-                    .next_power_of_two()
-                    .min(64)
-                    .min((self.capacity / 64).max(1))
-            }
+            None => (super::cpus() * 4)
+                .next_power_of_two()
+                .min(64)
+                .min((self.capacity / 64).max(1)),
         };
         if self.capacity / shards + 1 > (u32::MAX / 2) as usize {
             return Err(BuildError::CapacityTooLarge);

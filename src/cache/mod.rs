@@ -98,6 +98,15 @@ use crate::Mutex;
 use crate::RwLock;
 use crate::sync::atomic::Ordering::Relaxed;
 
+/// The machine's available parallelism, read once per process: it sizes
+/// the default shard count and the stats stripes, and reading it costs
+/// several system calls (the affinity mask, the cgroup's CPU quota), more
+/// than building a small cache does.
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Why an entry left the cache, as told to the eviction listener
 /// ([`TwoTierCacheBuilder::eviction_listener`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,8 +227,15 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let mask = u64::from(b.sample_interval.next_power_of_two()) - 1;
         let timed_mask = u64::from(b.latency_interval.next_power_of_two()) - 1;
         let obs = b.observability.then(|| {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let stripes = StripeSet::new((cpus * 4).max(16));
+            // Fuzzing hook (fuzz/README.md): a fuzz target builds a cache
+            // per input and drives it from one thread, which claims one
+            // stripe; 16 would be 34 latency histograms to allocate, and to
+            // sum for each report, per input.
+            let stripes = StripeSet::new(if cfg!(fuzzing) {
+                1
+            } else {
+                (cpus() * 4).max(16)
+            });
             let either_mask = mask.min(timed_mask);
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
