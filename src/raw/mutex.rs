@@ -311,7 +311,7 @@ impl RawMutex {
             operation,
             problem,
             word: word as usize,
-            decoded: Self::decode(word).to_string(),
+            decoded: violation::formatted(&Self::decode(word), 128),
             detail,
         }
     }

@@ -861,7 +861,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
             operation,
             problem,
             word,
-            decoded: RawRwLock::decode(word).to_string(),
+            decoded: violation::formatted(&RawRwLock::decode(word), 128),
             detail: None,
         }
     }
