@@ -44,7 +44,7 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -232,31 +232,33 @@ pub extern "C" fn sched_yield() -> libc::c_int {
 }
 
 /// Standard error pointed at /dev/null until dropped: under `Log` each
-/// expected misuse writes a report line.
+/// expected misuse writes a report line. The original standard error and
+/// /dev/null are opened once; muting is one `dup2` each way.
 struct Muted(libc::c_int);
 
 impl Muted {
     fn stderr() -> Muted {
-        // SAFETY: plain descriptor calls; fd 2 is restored on drop.
-        unsafe {
-            let saved = libc::dup(2);
-            assert!(saved >= 0, "dup(2) failed");
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            assert!(null >= 0, "open(/dev/null) failed");
-            libc::dup2(null, 2);
-            libc::close(null);
-            Muted(saved)
-        }
+        static FDS: OnceLock<(libc::c_int, libc::c_int)> = OnceLock::new();
+        let &(saved, null) = FDS.get_or_init(|| {
+            // SAFETY: plain descriptor calls; both stay open for the process.
+            unsafe {
+                let saved = libc::dup(2);
+                assert!(saved >= 0, "dup(2) failed");
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                assert!(null >= 0, "open(/dev/null) failed");
+                (saved, null)
+            }
+        });
+        // SAFETY: points fd 2 at /dev/null; `drop` points it back.
+        unsafe { libc::dup2(null, 2) };
+        Muted(saved)
     }
 }
 
 impl Drop for Muted {
     fn drop(&mut self) {
-        // SAFETY: puts back the descriptor saved in `stderr`.
-        unsafe {
-            libc::dup2(self.0, 2);
-            libc::close(self.0);
-        }
+        // SAFETY: puts back the standard error saved in `stderr`.
+        unsafe { libc::dup2(self.0, 2) };
     }
 }
 
