@@ -96,7 +96,11 @@ mod view;
 #[cfg(lockscope_diag)]
 pub(crate) use view::{holders_of, thread_info};
 mod stall;
-pub use stall::{CycleStep, Diagnosis, LockReport, ParkedStack, StallReport};
+pub use stall::{
+    CycleStep, Diagnosis, HolderStack, LockReport, NoStack, ParkedStack, StallReport,
+};
+#[cfg(all(lockscope_diag, feature = "deadlock_detection", target_os = "linux"))]
+mod current_stack;
 
 pub mod order;
 pub mod profile;

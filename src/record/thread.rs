@@ -158,6 +158,14 @@ pub(crate) struct ThreadRecord {
     /// meet on this mutex only if a check runs as the thread parks again.
     #[cfg(feature = "deadlock_detection")]
     pub(crate) parked_stack: std::sync::Mutex<Option<backtrace::Backtrace>>,
+    /// The kernel's id of the thread that owns this record (Linux, feature
+    /// `deadlock_detection`): where a report sends its request for the
+    /// thread's current stack (`diag::current_stack`). A kernel thread id,
+    /// not a `pthread_t`: signalled with `tgkill` in this process only, a
+    /// stale one reaches no thread or another of this process's threads,
+    /// where a stale `pthread_t` is a dangling pointer.
+    #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 /// A thread id as a lock's 16-bit holder field stores it: ids above
@@ -260,12 +268,23 @@ fn claim() -> Option<&'static ThreadRecord> {
     record
         .claimed_ms
         .store(super::clock::now_ms(), Ordering::Relaxed);
+    #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+    record.tid.store(current_tid(), Ordering::Relaxed);
     record.set_name(std::thread::current().name().unwrap_or(""));
     // Registering the destructor may fail while thread-locals are being
     // destroyed; then the record simply stays claimed.
     let _ = RELEASER.try_with(|_| {});
     CURRENT.with(|c| c.set(record));
     Some(record)
+}
+
+/// The calling thread's kernel thread id.
+#[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+pub(crate) fn current_tid() -> i32 {
+    // SAFETY: gettid takes no argument and cannot fail. Called as a raw
+    // system call: the libc wrapper needs glibc 2.30.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    tid as i32
 }
 
 /// A record whose thread has exited and which holds nothing any more.
@@ -340,6 +359,8 @@ fn create() -> &'static ThreadRecord {
         next: ptr::null(),
         #[cfg(feature = "deadlock_detection")]
         parked_stack: std::sync::Mutex::new(None),
+        #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+        tid: std::sync::atomic::AtomicI32::new(0),
     }));
     let mut head = THREADS.load(Ordering::Relaxed);
     loop {
