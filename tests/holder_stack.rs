@@ -31,7 +31,9 @@ fn napping_holder(name: &str, m: &Arc<Mutex<u32>>) -> (Arc<AtomicBool>, thread::
             .spawn(move || naps_while_holding_the_lock(&m, &held, &stop))
             .unwrap()
     };
-    is_held.recv_timeout(PATIENCE).expect("the holder took the lock");
+    is_held
+        .recv_timeout(PATIENCE)
+        .expect("the holder took the lock");
     (stop, thread)
 }
 
@@ -143,6 +145,40 @@ fn the_watchdog_thread_shows_where_the_holder_of_a_long_wait_is() {
     assert!(stack.contains("naps_while_holding_the_lock"), "{stack}");
 }
 
+/// Holds a lock and makes the report itself.
+#[cfg(all(target_os = "linux", feature = "deadlock_detection"))]
+#[inline(never)]
+fn reports_on_its_own_hold() -> StallReport {
+    let m = Mutex::new(0);
+    let mut guard = m.lock();
+    *guard += 1;
+    let me = thread::current().name().unwrap().to_string();
+    let report = check_until_entry(&long_holds(), &me);
+    drop(std::hint::black_box(guard));
+    report
+}
+
+#[cfg(all(target_os = "linux", feature = "deadlock_detection"))]
+#[test]
+fn a_holder_that_makes_the_report_shows_its_own_stack() {
+    if !lockscope::diag::enabled() {
+        return;
+    }
+    let report = thread::Builder::new()
+        .name("holder-self".into())
+        .spawn(reports_on_its_own_hold)
+        .unwrap()
+        .join()
+        .unwrap();
+    let stack = entry(&report, "holder-self").unwrap().stack.clone();
+    assert!(
+        stack
+            .as_deref()
+            .is_ok_and(|s| s.contains("reports_on_its_own_hold")),
+        "{stack:?}"
+    );
+}
+
 /// Holds `m` with `SIGURG` blocked, so it cannot answer.
 #[cfg(all(target_os = "linux", feature = "deadlock_detection"))]
 #[inline(never)]
@@ -195,7 +231,9 @@ fn a_holder_that_cannot_answer_is_reported_as_such_in_bounded_time() {
     deaf.join().unwrap();
     other.join().unwrap();
     assert!(
-        stack2.as_deref().is_ok_and(|s| s.contains("naps_while_holding_the_lock")),
+        stack2
+            .as_deref()
+            .is_ok_and(|s| s.contains("naps_while_holding_the_lock")),
         "{stack2:?}"
     );
 }

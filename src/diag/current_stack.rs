@@ -150,12 +150,10 @@ fn ask(record: &ThreadRecord, tid: i32) -> Result<Vec<usize>, NoStack> {
     MAILBOX.word.store(asked(tid), Ordering::Release);
     let give_up = |why| {
         // A handler that has not started finds IDLE and writes nothing.
-        match MAILBOX.word.compare_exchange(
-            asked(tid),
-            IDLE,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match MAILBOX
+            .word
+            .compare_exchange(asked(tid), IDLE, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Err(why),
             // It has started: the next request waits for it to end.
             Err(_) => Err(NoStack::NoAnswer),
@@ -318,18 +316,17 @@ fn resolve(frames: &[usize]) -> String {
             symbols
         })
         .collect();
-    let mut first = symbols
+    // The frame after the handler's is the trampoline the kernel returns
+    // through (glibc's `__restore_rt`, the vDSO's `__kernel_rt_sigreturn`),
+    // often without a symbol.
+    let first = symbols
         .iter()
         .rposition(|s| s.iter().any(|s| s.handler))
-        .map_or(0, |i| i + 1);
-    if symbols.get(first).is_some_and(|s| {
-        s.iter()
-            .any(|s| s.name.contains("restore_rt") || s.name.contains("sigreturn"))
-    }) {
-        first += 1;
-    }
+        .map_or(0, |i| i + 2);
     let mut out = String::new();
-    for (i, (ip, symbols)) in frames.iter().zip(&symbols).skip(first).enumerate() {
+    let frames = frames.iter().zip(&symbols).skip(first);
+    // The walk ends on a null return address (the thread's first frame).
+    for (i, (ip, symbols)) in frames.filter(|(ip, _)| **ip != 0).enumerate() {
         if symbols.is_empty() {
             let _ = writeln!(out, "{i:4}: {ip:#x}");
         }
@@ -344,7 +341,7 @@ fn resolve(frames: &[usize]) -> String {
             }
         }
     }
-    if frames.len() == FRAMES {
+    if symbols.len() == FRAMES {
         let _ = writeln!(out, "      (cut at {FRAMES} frames)");
     }
     out

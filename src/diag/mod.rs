@@ -96,9 +96,7 @@ mod view;
 #[cfg(lockscope_diag)]
 pub(crate) use view::{holders_of, thread_info};
 mod stall;
-pub use stall::{
-    CycleStep, Diagnosis, HolderStack, LockReport, NoStack, ParkedStack, StallReport,
-};
+pub use stall::{CycleStep, Diagnosis, HolderStack, LockReport, NoStack, ParkedStack, StallReport};
 #[cfg(all(lockscope_diag, feature = "deadlock_detection", target_os = "linux"))]
 mod current_stack;
 

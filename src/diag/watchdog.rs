@@ -437,7 +437,10 @@ mod on {
                 // A holder parked in this report is where its parked stack
                 // says.
                 let shown = report.stacks.iter().any(|s| s.thread.id == thread.id)
-                    || report.holder_stacks.iter().any(|s| s.thread.id == thread.id);
+                    || report
+                        .holder_stacks
+                        .iter()
+                        .any(|s| s.thread.id == thread.id);
                 if thread.alive && !shown {
                     report.holder_stacks.push(HolderStack {
                         thread: thread.clone(),
