@@ -123,7 +123,7 @@ pub(crate) fn of(thread: &ThreadInfo) -> Result<String, NoStack> {
         return Err(NoStack::Exited);
     }
     // blocking-ok: once per process, on a report's thread.
-    INSTALLED.get_or_init(install).clone()?;
+    (*INSTALLED.get_or_init(install))?;
     // blocking-ok: requests one at a time, on a report's thread.
     let _one = ASKING.lock().unwrap_or_else(|e| e.into_inner());
     if !handler_is_ours() {
