@@ -43,7 +43,8 @@
 //! On Linux, with the `deadlock_detection` feature, the report sends the
 //! holder a signal (`SIGURG`, with `tgkill`), and the holder's handler walks
 //! its own stack into a buffer reserved in advance; the report waits up to
-//! 100 ms for it, one holder at a time, and looks the symbols up itself.
+//! 100 ms for it, one holder at a time (16 holders at most per report), and
+//! looks the symbols up itself.
 //! What the handler does and does not do:
 //! - it allocates nothing, takes no lock of lockscope's or of `backtrace`'s
 //!   (it uses the unsynchronised walk), and does not look symbols up;
@@ -433,7 +434,14 @@ mod on {
             report.stacks = parked_stacks(&report);
         }
         if holder_stacks {
+            // At most this many holders are asked, each for up to 100 ms,
+            // so that a report of many holders that cannot answer is not
+            // held up for long.
+            const ASKED_AT_MOST: usize = 16;
             for thread in holders {
+                if report.holder_stacks.len() == ASKED_AT_MOST {
+                    break;
+                }
                 // A holder parked in this report is where its parked stack
                 // says.
                 let shown = report.stacks.iter().any(|s| s.thread.id == thread.id)
