@@ -24,9 +24,10 @@
 //! ```
 //!
 //! Where it is kept, and what is exact and what is sampled:
-//! - in the lock itself (24 bytes beside its word): the exclusive holder's
-//!   thread id, and the last exclusive holder's call site, hold time and
-//!   release time; the lock's class;
+//! - in the lock itself (16 bytes, a mutex's word among them; beside the
+//!   word of a rwlock): the exclusive holder's thread id, and the last
+//!   exclusive holder's call site, hold time and release time (to 32 ms,
+//!   read as within the last 18 hours); the lock's class;
 //! - in the holding thread's own record: the call site, start and context
 //!   of every hold (exclusive, shared, upgradable; up to 16 per thread), and
 //!   what the thread waits for;

@@ -26,6 +26,7 @@ use std::sync::atomic::{
 };
 
 use super::Mode;
+use super::lock::UNIT_SHIFT;
 
 /// Holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
@@ -143,8 +144,9 @@ pub(crate) struct ThreadRecord {
     /// that ended before it belongs to an earlier thread that has exited.
     pub(crate) claimed_ms: AtomicU32,
     /// Coarse time at which the last thread to own this record exited. The
-    /// record is not reused within that same tick, so that every hold of
-    /// that thread ended strictly before the next claim.
+    /// record is not reused within that same unit of 32 ms, so that
+    /// every hold of that thread ended in a unit strictly before the next
+    /// claim's.
     released_ms: AtomicU32,
     /// The thread's name (cut to [`NAME_BYTES`]), copied in without a lock
     /// when the thread claims the record; `name_len` 0: unnamed.
@@ -294,7 +296,7 @@ fn reuse() -> Option<&'static ThreadRecord> {
     while let Some(record) = unsafe_ref(at) {
         if !record.in_use.load(Ordering::Relaxed)
             && record.holds.iter().all(|h| h.load(Ordering::Relaxed) == 0)
-            && record.released_ms.load(Ordering::Relaxed) != now
+            && record.released_ms.load(Ordering::Relaxed) >> UNIT_SHIFT != now >> UNIT_SHIFT
             && record
                 .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -440,7 +442,7 @@ impl ThreadRecord {
 
     /// Another thread ends one of this record's holds at coarse time `now`:
     /// if this record's thread has exited, the record is not reused within
-    /// that tick (see `owned_since`).
+    /// that unit of 32 ms (see `owned_since`).
     pub(crate) fn hold_ended_by_another(&self, now: u32) {
         if !self.alive() {
             self.released_ms.store(now, Ordering::Relaxed);
@@ -454,13 +456,14 @@ impl ThreadRecord {
 
     /// Whether the thread that held a lock until coarse time `ended_ms` is
     /// the one that owns this record now: the record was not claimed by a
-    /// later thread after that hold ended. A record is never reused in the
-    /// tick its thread exited, so a hold of the previous thread always ended
-    /// before the current claim.
+    /// later thread after that hold ended. Compared in the units a lock
+    /// keeps its last hold's end in (32 ms): a record is never
+    /// reused in the unit its thread exited, so a hold of the previous
+    /// thread always ended in a unit before the current claim's.
     pub(crate) fn owned_since(&self, ended_ms: u32) -> bool {
-        let claimed = self.claimed_ms.load(Ordering::Relaxed);
+        let claimed = self.claimed_ms.load(Ordering::Relaxed) >> UNIT_SHIFT;
         // Wrapping difference read as signed: positive when the claim is later.
-        (super::clock::elapsed_ms(ended_ms, claimed) as i32) <= 0
+        (claimed.wrapping_sub(ended_ms >> UNIT_SHIFT) as i32) <= 0
     }
 
     /// The first free hold slot, if any (most threads hold one lock at a
@@ -579,7 +582,8 @@ impl ThreadRecord {
         for back in 1..=RELEASED {
             let i = (newest + RELEASED - back) % RELEASED;
             if self.released[i].load(Ordering::Acquire) == lock
-                && self.released_ended[i].load(Ordering::Relaxed) == ended
+                && self.released_ended[i].load(Ordering::Relaxed) >> UNIT_SHIFT
+                    == ended >> UNIT_SHIFT
             {
                 return self.released_context[i].load(Ordering::Relaxed);
             }
