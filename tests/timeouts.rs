@@ -104,8 +104,9 @@ fn zero_timeouts_are_a_single_attempt() {
 }
 
 /// A writer whose zero timeout expires while readers hold the lock (the
-/// timed-writer path of the incident) returns `None` and gives back exactly
-/// the claim it made: readers still get in, and once they leave a writer does.
+/// timed-writer path of `incident_timed_writer.rs`) returns `None` and gives
+/// back exactly the claim it made: readers still get in, and once they
+/// leave a writer does.
 #[test]
 fn zero_timeout_writer_against_readers_gives_the_claim_back() {
     let rw = RwLock::new(0);
