@@ -186,10 +186,10 @@ fn colliding_hashes_stay_correct() {
     }
 }
 
-/// A miss leaves the thread a ticket to reject the insert that follows
-/// without the write lock. With every key on one hash, a miss on an absent
-/// key must not let an insert of a cached key with that same hash be
-/// "rejected": the replacement has to land.
+/// With every key on one hash, a miss on an absent key must not keep the
+/// insert that follows, of a cached key with that same hash, from
+/// replacing that key's value: whatever a miss remembers for the next
+/// insert must tell keys apart by equality, not by hash.
 #[test]
 fn an_insert_after_a_miss_on_a_colliding_key_still_replaces() {
     let c: TwoTierCache<u32, u32, Colliding> = TwoTierCache::builder()
