@@ -18,8 +18,9 @@
 //! drop(handle); // stops the thread and joins it
 //! ```
 //!
-//! Every `period` the watchdog reads the thread records and the registry of
-//! locks; nothing on any lock path changes or waits for it. A condition is
+//! Every `period` the watchdog reads the thread records (what each thread
+//! holds and waits for) and the lock classes; nothing on any lock path
+//! changes or waits for it. A condition is
 //! reported once it has been seen by two consecutive scans (so a report comes
 //! within two periods of a wait or hold crossing its threshold, and a
 //! transient view never makes one), and a report is made only when it holds
