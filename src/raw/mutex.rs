@@ -20,7 +20,8 @@ use crate::sync::time::{self, Duration, Instant};
 // release, which first checks that it is set.
 const LOCKED: u8 = 0b01;
 // At least one thread is parked (or about to park) on this mutex's address.
-// Set by a waiter before it parks, and only while LOCKED is set; cleared under
+// Set by a waiter before it parks, while LOCKED is set, or by a condvar that
+// requeues its waiters onto a mutex (which may be free by then); cleared under
 // the parking queue's lock when the queue empties.
 const PARKED: u8 = 0b10;
 // No other bit is ever set: a word with any of them is corrupt.

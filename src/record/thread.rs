@@ -3,8 +3,8 @@
 //! thread itself.
 //!
 //! A hold is recorded in the acquiring thread's own record, on lines no
-//! other thread writes (the first incident of the design notes: readers of
-//! one lock must not all write one shared line), and keyed by the lock's
+//! other thread writes (readers of one lock must not all write one shared
+//! line), and keyed by the lock's
 //! address. Only the exclusive holder's id and the last holder go into the
 //! lock itself. Snapshots and the watchdog read these records from other
 //! threads: they name a lock by the static identity recorded in the slot
@@ -111,7 +111,7 @@ pub(crate) struct WaitSlot {
 /// A thread's diagnostic record.
 #[repr(align(64))]
 pub(crate) struct ThreadRecord {
-    /// The lock of each hold slot, on one line so a scan reads one line.
+    /// The lock of each hold slot, side by side so a scan reads two lines.
     pub(crate) holds: [AtomicUsize; HOLD_SLOTS],
     pub(crate) slots: [HoldSlot; HOLD_SLOTS],
     pub(crate) wait: WaitSlot,
