@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-mod common;
+#[path = "support/lock_workloads.rs"]
+mod workloads;
 
-use common::{Impl, Workload};
+use workloads::{Impl, Workload};
 
 fn locks(c: &mut Criterion) {
     for case in Workload::all() {

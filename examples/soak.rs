@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example soak            # 10 s
-//! cargo run --release --example soak -- 2       # 2 s (what CI runs)
+//! cargo run --release --example soak -- 3       # 3 s (.ci/run's soak step)
 //! ```
 
 use std::process::ExitCode;

@@ -39,6 +39,10 @@
 //!   deadlock stays.
 //! - A cycle of one thread is reported too: a thread in a timed wait for a
 //!   lock it holds itself (an untimed one is a [`crate::Violation`]).
+//! - Every thread of a deadlock is parked, so the stack where it parked
+//!   ([`DeadlockedThread::backtrace`]) is where it is now. The current
+//!   stack of a holder that is *not* parked (a long hold) is the watchdog's
+//!   business: `diag::watchdog::WatchdogConfig::holder_stacks`.
 //! - With diagnostics compiled out (no `diagnostics` feature, or under a
 //!   model checker) nothing is recorded and [`check_deadlock`] always
 //!   returns an empty list.

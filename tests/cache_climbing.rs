@@ -65,7 +65,8 @@ fn the_split_follows_the_workload() {
     );
     assert!(seen.iter().all(|&f| (0.0..=0.8).contains(&f)), "{seen:?}");
     // The moving split serves the current phase's hot keys about as well
-    // as the fixed one (the benchmark streams show it gains).
+    // as the fixed one: this checks only that climbing costs little here;
+    // whether it gains is the hit-ratio benchmark's to show.
     let (mut x, mut y) = (9, 9);
     let moving = replay(&climbing, &mut x, 2_000_000, 20_000);
     let still = replay(&fixed, &mut y, 2_000_000, 20_000);

@@ -1,5 +1,7 @@
 //! Deterministic key streams for the cache benchmarks, shared by
-//! `examples/cache_bench.rs` and `benches/cache.rs`.
+//! `benches/cache.rs`, `examples/cache_bench.rs` and
+//! `examples/cache_hitratio.rs` (through `#[path]`: the helpers of
+//! benchmarks and examples all live in `benches/support/`).
 
 #![allow(dead_code)]
 

@@ -186,8 +186,9 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
 
     /// Time one get and one insert in `n` for the latency histograms of
     /// [`TwoTierCache::metrics`]. Default 256: a timed operation reads the
-    /// precise clock twice, which costs about as much as a whole get. Rounded up to a power of two and capped
-    /// like [`Self::sample_interval`]; counted on the same per-thread counts.
+    /// precise clock twice, which costs about as much as a whole get.
+    /// Rounded up to a power of two and capped like
+    /// [`Self::sample_interval`]; counted on the same per-thread counts.
     pub fn latency_interval(mut self, n: u32) -> Self {
         self.latency_interval = n.min(MAX_SAMPLE_INTERVAL);
         self

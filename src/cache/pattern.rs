@@ -7,7 +7,7 @@
 //! Each thread first gathers its samples in a batch of its own (one per
 //! stats stripe), and takes the window once per [`BATCH`] samples. The
 //! window's lock and lines are shared by every thread: taken per sample,
-//! they moved between cores on every sampled get. The price is a lag: the
+//! they would move between cores on every sampled get. The price is a lag: the
 //! window misses up to `BATCH - 1` samples per thread until a snapshot
 //! flushes them.
 //!

@@ -7,8 +7,8 @@
 //!   `climb.rs` moves it): every new key lands here, so it is readable right
 //!   after its insert and has a little time to be used again before it must
 //!   prove itself. Frequency admission with no window turns away exactly the
-//!   keys that a recency-heavy workload reuses soon (ARC's OLTP trace loses
-//!   six points to plain LRU without one).
+//!   keys that a recency-heavy workload reuses soon, and on such a workload
+//!   falls behind plain LRU.
 //! * **probation** (the main region less the protected part): the window's
 //!   victims join it as *candidates*, and when the shard is over capacity
 //!   each candidate competes with probation's CLOCK victim: TinyLFU keeps

@@ -178,7 +178,7 @@ pub(crate) struct Shard<K, V> {
 
 impl<K, V> Shard<K, V> {
     /// Shard `index` of `count`, of `capacity` in weight; its locks are
-    /// labelled with that position, so that the lock registry and the
+    /// labelled with that position, so that lock reports and the
     /// contention profile name them.
     pub(crate) fn new(
         capacity: u64,

@@ -10,8 +10,8 @@
 //! * Each key maps to one 64-byte block of eight words; its four counters
 //!   sit in four different words of that block, so an increment touches one
 //!   cache line. Counters saturate at 15.
-//! * Every `10 * capacity` increments that changed something (Caffeine's
-//!   sample size) all counters are halved and the doorkeeper is cleared, so
+//! * Every `SAMPLE_FACTOR * capacity` increments that changed something
+//!   (10, Caffeine's sample size) all counters are halved and the doorkeeper is cleared, so
 //!   old popularity fades (the "reset" of TinyLFU).
 //!
 //! Increments run under the shard's write lock only; the cells are atomics
@@ -64,7 +64,8 @@ fn row(sel: u32, i: usize) -> (usize, u32) {
 
 impl Sketch {
     /// A sketch sized for `capacity` entries: about four counters per entry
-    /// and per hash row, halved every ten times the capacity.
+    /// and per hash row, halved every [`SAMPLE_FACTOR`] times the capacity
+    /// in successful increments.
     pub(crate) fn new(capacity: usize) -> Self {
         // 16 counters per word, 8 words per block: 128 counters per block.
         let words = capacity.max(8).next_power_of_two();
@@ -204,13 +205,13 @@ impl Sketch {
         min as u8
     }
 
-    /// Halves every counter (the TinyLFU reset). An increment racing with
-    /// it may land before or after a word's halving, or (a load before the
-    /// halving, its store after) put back that word's pre-halving counts
-    /// plus its raise: that word's counters then wait for the next halving,
-    /// an overcount bounded by the counters' 4 bits and rare (a halving is
-    /// once per `20 * capacity` increments; the racing increment must hit
-    /// the same word in the same few nanoseconds).
+    /// Halves every counter and clears the doorkeeper (the TinyLFU reset),
+    /// once per [`SAMPLE_FACTOR`] times the capacity in successful
+    /// increments. It runs inside an increment, under the shard's write
+    /// lock, so no increment races with it. A reader without the lock (the
+    /// pattern detector's [`Self::frequency`]) may see some words halved and
+    /// others not yet: its estimate is then between the old count and the
+    /// halved one, which is all an estimate promises.
     fn halve(&self) {
         for block in self.blocks.iter() {
             for cell in &block.0 {
@@ -240,7 +241,9 @@ impl Sketch {
     }
 }
 
-#[cfg(test)]
+// Plain sequential tests: the cells are the `sync` facade's atomics, which
+// exist only inside a model under loom or shuttle.
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
 mod tests {
     use super::*;
 

@@ -90,8 +90,8 @@ pub(crate) struct Stripe {
     misses: AtomicU64,
     /// Inserts, which also pace the sampled inserts.
     inserts: AtomicU64,
-    /// Inserts rejected without the write lock (see `ticket.rs`): each is
-    /// also a rejection of [`CacheStats`].
+    /// Latencies of this stripe's sampled gets and inserts, summed over the
+    /// stripes by `Stripes::latencies`.
     pub(crate) get_latency: Histogram,
     pub(crate) insert_latency: Histogram,
 }

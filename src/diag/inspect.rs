@@ -26,7 +26,8 @@ pub trait Inspect {
     /// acquired or labelled, or diagnostics are off.
     fn snapshot(&self) -> Option<Snapshot>;
 
-    /// Names the lock in reports and in the registry (replacing any label).
+    /// Names the lock in reports, replacing any label: the lock joins the
+    /// class of that label, whose statistics it is counted in from then on.
     #[track_caller]
     fn set_label(&self, label: &str);
 

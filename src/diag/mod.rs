@@ -1,5 +1,5 @@
 //! Diagnostics: who holds each lock, from where and since when; who waits;
-//! counts, hold and wait times, timeouts; a registry of live locks.
+//! counts, hold and wait times, timeouts; the locks held or waited for now.
 //!
 //! Always on in a default build (cargo feature `diagnostics`, a default
 //! feature). Without it, or under a model checker (`--cfg loom`, feature
@@ -24,9 +24,11 @@
 //! ```
 //!
 //! Where it is kept, and what is exact and what is sampled:
-//! - in the lock itself (24 bytes beside its word): the exclusive holder's
-//!   thread id, and the last exclusive holder's call site, hold time and
-//!   release time; the lock's class;
+//! - in the lock itself (16 bytes, a mutex's word among them; beside the
+//!   word of a rwlock): the exclusive holder's thread id, and the last
+//!   exclusive holder's call site, hold time and release time (to 32 ms,
+//!   read as within the last 18 hours); the lock's identity (its class, or
+//!   the site of its first acquisition until a class is needed);
 //! - in the holding thread's own record: the call site, start and context
 //!   of every hold (exclusive, shared, upgradable; up to 16 per thread), and
 //!   what the thread waits for;
@@ -96,7 +98,9 @@ mod view;
 #[cfg(lockscope_diag)]
 pub(crate) use view::{holders_of, thread_info};
 mod stall;
-pub use stall::{CycleStep, Diagnosis, LockReport, ParkedStack, StallReport};
+pub use stall::{CycleStep, Diagnosis, HolderStack, LockReport, NoStack, ParkedStack, StallReport};
+#[cfg(all(lockscope_diag, feature = "deadlock_detection", target_os = "linux"))]
+mod current_stack;
 
 pub mod order;
 pub mod profile;

@@ -1,10 +1,11 @@
 //! One watchdog scan: who waits for what, who holds what, the waits-for
 //! graph and its cycles, orphaned locks, long waits and long holds.
 //!
-//! Reads thread records (never freed) and lock records (under the registry's
-//! sweep mutex, so none is freed meanwhile); never touches a lock itself,
-//! since a lock may have moved. Runs on the watchdog's thread (or a caller
-//! of `watchdog::check`), on no lock path.
+//! Reads thread records and lock classes (neither is ever freed); never
+//! touches a lock itself, since a lock found through a thread's record may
+//! be dropped at any moment: it is named by the identity copied into the
+//! record. Runs on the watchdog's thread (or a caller of
+//! `watchdog::check`), on no lock path.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -37,6 +37,16 @@ pub struct StallReport {
     /// resolved. Filled only with the `deadlock_detection` feature, which
     /// records a parking thread's stack; empty otherwise.
     pub stacks: Vec<ParkedStack>,
+    /// Where each thread that holds a lock of a long hold or of a long wait
+    /// is now: its stack when the report was made, not where it took the
+    /// lock. Filled only when [`WatchdogConfig::holder_stacks`] is on
+    /// (default off), and taken only on Linux with the `deadlock_detection`
+    /// feature; elsewhere each entry says why there is no stack. Threads of
+    /// a deadlock are parked, so [`StallReport::stacks`] already shows where
+    /// they are.
+    ///
+    /// [`WatchdogConfig::holder_stacks`]: super::watchdog::WatchdogConfig::holder_stacks
+    pub holder_stacks: Vec<HolderStack>,
 }
 
 /// A waiting thread's stack when it parked (see [`StallReport::stacks`]).
@@ -47,6 +57,67 @@ pub struct ParkedStack {
     pub thread: ThreadInfo,
     /// Its stack, one frame per line (the `backtrace` crate's format).
     pub backtrace: String,
+}
+
+/// A holding thread's current stack (see [`StallReport::holder_stacks`]).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct HolderStack {
+    /// The holding thread.
+    pub thread: ThreadInfo,
+    /// Its stack when the report was made, innermost frame first, symbols
+    /// resolved (one frame per line, as [`ParkedStack::backtrace`]), or why
+    /// there is none.
+    pub stack: Result<String, NoStack>,
+}
+
+/// Why a [`HolderStack`] has no stack. Each says so in its `Display`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum NoStack {
+    /// Not Linux: another thread's stack is asked for with a Linux signal
+    /// (`tgkill`), and nothing else is tried.
+    Unsupported,
+    /// Built without the `deadlock_detection` feature, which brings the
+    /// stack walker.
+    NeedsFeature,
+    /// The program has its own handler for `SIGURG` (the signal the
+    /// request is sent with), or replaced lockscope's: lockscope never
+    /// replaces a program's handler, so it does not ask.
+    SignalInUse,
+    /// The thread exited (or its record went to another thread) before it
+    /// answered.
+    Exited,
+    /// The thread did not answer within 100 ms: it blocks `SIGURG`, or is
+    /// stopped (a debugger, `SIGSTOP`). The report goes on without its
+    /// stack.
+    NoAnswer,
+    /// An earlier request's thread has started, and not finished, walking
+    /// its stack: nothing is asked until it has (a request is answered
+    /// into one buffer, one at a time).
+    Busy,
+}
+
+impl fmt::Display for NoStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoStack::Unsupported => "current stack not available on this platform (Linux only)",
+            NoStack::NeedsFeature => {
+                "current stack not available: built without the `deadlock_detection` feature"
+            }
+            NoStack::SignalInUse => {
+                "current stack not taken: the program has its own SIGURG handler"
+            }
+            NoStack::Exited => "current stack not taken: the thread exited",
+            NoStack::NoAnswer => {
+                "current stack not taken: the thread did not answer within 100 ms (SIGURG blocked, or the thread is stopped)"
+            }
+            NoStack::Busy => {
+                "current stack not taken: an earlier request is still being answered"
+            }
+        })
+    }
 }
 
 /// One lock in a [`StallReport`].
@@ -264,6 +335,12 @@ impl fmt::Display for StallReport {
         }
         for stack in &self.stacks {
             writeln!(f, "{} parked at:\n{}", stack.thread, stack.backtrace)?;
+        }
+        for holder in &self.holder_stacks {
+            match &holder.stack {
+                Ok(stack) => writeln!(f, "{} holds, and is now at:\n{stack}", holder.thread)?,
+                Err(why) => writeln!(f, "{} holds: {why}", holder.thread)?,
+            }
         }
         Ok(())
     }

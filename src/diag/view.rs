@@ -183,7 +183,8 @@ pub(crate) fn class_stats(
 /// The last exclusive holder of a lock, given the ids in its holder field
 /// and (while it is held exclusively) in the holder's slot.
 fn last_holder(diag: &LockDiag, held_by: Option<u32>) -> Option<LastHolder> {
-    let (holder, site, held, ended, released) = diag.last();
+    let now = clock::now_ms();
+    let (holder, site, held, ended, released) = diag.last(now);
     if !released {
         return None;
     }
@@ -210,7 +211,7 @@ fn last_holder(diag: &LockDiag, held_by: Option<u32>) -> Option<LastHolder> {
         thread,
         site,
         held: ms(held),
-        released_ago: ms(elapsed_ms(ended, clock::now_ms())),
+        released_ago: ms(elapsed_ms(ended, now)),
         context,
     })
 }
@@ -231,7 +232,7 @@ pub(crate) fn snapshot(
     if exclusive && !holders.iter().any(|h| h.mode == Mode::Exclusive) {
         // A hold past its thread's slots: the lock names its holder, whose
         // site and start are not recorded.
-        let (holder, ..) = diag.last();
+        let (holder, ..) = diag.last(clock::now_ms());
         if let Some(t) = thread::by_id(u32::from(holder)) {
             holders.insert(
                 0,

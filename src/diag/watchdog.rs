@@ -18,8 +18,9 @@
 //! drop(handle); // stops the thread and joins it
 //! ```
 //!
-//! Every `period` the watchdog reads the thread records and the registry of
-//! locks; nothing on any lock path changes or waits for it. A condition is
+//! Every `period` the watchdog reads the thread records (what each thread
+//! holds and waits for) and the lock classes; nothing on any lock path
+//! changes or waits for it. A condition is
 //! reported once it has been seen by two consecutive scans (so a report comes
 //! within two periods of a wait or hold crossing its threshold, and a
 //! transient view never makes one), and a report is made only when it holds
@@ -29,6 +30,55 @@
 //! With diagnostics off (feature `diagnostics` disabled, or under loom or
 //! shuttle) [`spawn`] starts no thread and its handle reports nothing, and
 //! [`check`] returns `None`.
+//!
+//! # Holders' current stacks
+//!
+//! A report names where each holder took its lock; with
+//! [`WatchdogConfig::holder_stacks`] on, it also shows where each holder of
+//! a long hold, and of a lock a long wait is for, is *now*
+//! ([`StallReport::holder_stacks`]). It is off by default, even with the
+//! `deadlock_detection` feature: a parking_lot user turns that feature on
+//! for `check_deadlock`, and does not expect a library to start sending
+//! signals to the program's threads.
+//!
+//! On Linux, with the `deadlock_detection` feature, the report sends the
+//! holder a signal (`SIGURG`, with `tgkill`), and the holder's handler walks
+//! its own stack into a buffer reserved in advance; the report waits up to
+//! 100 ms for it, one holder at a time (16 holders at most per report), and
+//! looks the symbols up itself.
+//! What the handler does and does not do:
+//! - it allocates nothing, takes no lock of lockscope's or of `backtrace`'s
+//!   (it uses the unsynchronised walk), and does not look symbols up;
+//! - it calls libgcc's unwinder, which is not async-signal-safe by any
+//!   standard but takes no lock with glibc 2.35+ and libgcc 12+ (lock-free
+//!   `_dl_find_object`), unless the program registers unwind tables at run
+//!   time (some JIT compilers); with older ones, or such a JIT, a holder
+//!   interrupted inside `dlopen` or the JIT's registration could wait in
+//!   the handler forever. The report itself never waits more than 100 ms,
+//!   and sends no further request while a walk is unfinished;
+//! - the holder may see a system call that is never restarted (`nanosleep`,
+//!   `poll`, `epoll_wait`, a read with a timeout) return `EINTR`, as with
+//!   any profiler's signal; std's `thread::sleep` sleeps on, restartable
+//!   calls restart (`SA_RESTART`).
+//!
+//! The handler is installed at the first request and only if `SIGURG` has
+//! its default action: a program's own handler is never replaced, and then
+//! each entry says so ([`NoStack::SignalInUse`]). A holder that does not
+//! answer in time (it blocks `SIGURG`, or is stopped in a debugger) or that
+//! has exited is reported as such, and the report goes on.
+//!
+//! On other platforms, and without `deadlock_detection`, each entry says
+//! that the current stack is not available ([`NoStack::Unsupported`],
+//! [`NoStack::NeedsFeature`]): nothing is sent, nothing waits.
+//!
+//! Threads in a deadlock are parked; where they are now is where they
+//! parked, which [`StallReport::stacks`] and
+//! `deadlock::DeadlockedThread::backtrace` show already, so no signal is
+//! sent for them.
+//!
+//! [`NoStack::SignalInUse`]: super::NoStack::SignalInUse
+//! [`NoStack::Unsupported`]: super::NoStack::Unsupported
+//! [`NoStack::NeedsFeature`]: super::NoStack::NeedsFeature
 
 use core::fmt;
 use std::sync::Arc;
@@ -51,6 +101,10 @@ pub struct WatchdogConfig {
     pub hold_threshold: Duration,
     /// Called with each report, besides the `tracing` event.
     pub callback: Option<Callback>,
+    /// Whether a report asks each holder of a long hold, or of a lock a
+    /// long wait is for, for its current stack (default off; see the
+    /// module's "Holders' current stacks").
+    pub holder_stacks: bool,
 }
 
 impl Default for WatchdogConfig {
@@ -60,6 +114,7 @@ impl Default for WatchdogConfig {
             wait_threshold: Duration::from_secs(1),
             hold_threshold: Duration::from_secs(10),
             callback: None,
+            holder_stacks: false,
         }
     }
 }
@@ -74,6 +129,7 @@ impl fmt::Debug for WatchdogConfig {
                 "callback",
                 &self.callback.as_ref().map(|_| "Fn(&StallReport)"),
             )
+            .field("holder_stacks", &self.holder_stacks)
             .finish()
     }
 }
@@ -115,6 +171,19 @@ impl WatchdogConfig {
     #[must_use]
     pub fn hold_threshold(mut self, threshold: Duration) -> Self {
         self.hold_threshold = threshold;
+        self
+    }
+
+    /// Sets whether reports show where holders are now (see the module's
+    /// "Holders' current stacks"; default off).
+    ///
+    /// ```
+    /// let c = lockscope::diag::watchdog::WatchdogConfig::default().holder_stacks(true);
+    /// assert!(c.holder_stacks);
+    /// ```
+    #[must_use]
+    pub fn holder_stacks(mut self, on: bool) -> Self {
+        self.holder_stacks = on;
         self
     }
 
@@ -206,7 +275,7 @@ pub fn check(config: &WatchdogConfig) -> Option<StallReport> {
     {
         let scan = super::scan::scan(config.wait_threshold, config.hold_threshold);
         let keys: Vec<&str> = scan.findings.iter().map(|f| f.key.as_str()).collect();
-        on::report(&scan, &keys)
+        on::report(&scan, &keys, config.holder_stacks)
     }
     #[cfg(not(lockscope_diag))]
     {
@@ -223,8 +292,8 @@ mod on {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
-    use super::super::StallReport;
     use super::super::scan::{self, Scan};
+    use super::super::{Diagnosis, HolderStack, NoStack, StallReport, ThreadInfo};
     use super::WatchdogConfig;
 
     struct Shared {
@@ -308,7 +377,7 @@ mod on {
                 .collect();
             reported.retain(|k| current.contains(k));
             if confirmed.iter().any(|k| !reported.contains(*k))
-                && let Some(report) = report(&scan, &confirmed)
+                && let Some(report) = report(&scan, &confirmed, config.holder_stacks)
             {
                 reported.extend(confirmed.iter().map(|k| (*k).to_string()));
                 shared.reports.fetch_add(1, Ordering::Relaxed);
@@ -321,15 +390,32 @@ mod on {
         }
     }
 
-    /// The report of the findings whose keys are in `keys`.
-    pub(super) fn report(scan: &Scan, keys: &[&str]) -> Option<StallReport> {
+    /// The report of the findings whose keys are in `keys`, with the
+    /// current stacks of their holders if `holder_stacks`.
+    pub(super) fn report(scan: &Scan, keys: &[&str], holder_stacks: bool) -> Option<StallReport> {
         let mut report = StallReport::default();
         let mut lock_ids = Vec::new();
+        // Holders whose current stack a report shows: of a long hold, and
+        // of a lock a long wait is for (a deadlock's are parked; an orphan's
+        // have exited).
+        let mut holders: Vec<&ThreadInfo> = Vec::new();
         for finding in scan
             .findings
             .iter()
             .filter(|f| keys.contains(&f.key.as_str()))
         {
+            match &finding.diagnosis {
+                Diagnosis::LongHold { holder, .. } => holders.push(&holder.thread),
+                Diagnosis::LongWait { waiter, .. } => holders.extend(
+                    finding
+                        .locks
+                        .iter()
+                        .flat_map(|&i| &scan.locks[i].holders)
+                        .map(|h| &h.thread)
+                        .filter(|t| t.id != waiter.thread.id),
+                ),
+                _ => {}
+            }
             report.diagnoses.push(finding.diagnosis.clone());
             for &i in &finding.locks {
                 if !lock_ids.contains(&i) {
@@ -348,7 +434,49 @@ mod on {
         {
             report.stacks = parked_stacks(&report);
         }
+        if holder_stacks {
+            // At most this many holders are asked, each for up to 100 ms,
+            // so that a report of many holders that cannot answer is not
+            // held up for long.
+            const ASKED_AT_MOST: usize = 16;
+            for thread in holders {
+                if report.holder_stacks.len() == ASKED_AT_MOST {
+                    break;
+                }
+                // A holder parked in this report is where its parked stack
+                // says.
+                let shown = report.stacks.iter().any(|s| s.thread.id == thread.id)
+                    || report
+                        .holder_stacks
+                        .iter()
+                        .any(|s| s.thread.id == thread.id);
+                if thread.alive && !shown {
+                    report.holder_stacks.push(HolderStack {
+                        thread: thread.clone(),
+                        stack: current_stack(thread),
+                    });
+                }
+            }
+        }
         Some(report)
+    }
+
+    /// Where `thread` is now, or why that is not known.
+    fn current_stack(thread: &ThreadInfo) -> Result<String, NoStack> {
+        #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+        {
+            super::super::current_stack::of(thread)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = thread;
+            Err(NoStack::Unsupported)
+        }
+        #[cfg(all(not(feature = "deadlock_detection"), target_os = "linux"))]
+        {
+            let _ = thread;
+            Err(NoStack::NeedsFeature)
+        }
     }
 
     /// The stack of every waiting thread a diagnosis names, where it
@@ -356,7 +484,6 @@ mod on {
     /// stall).
     #[cfg(feature = "deadlock_detection")]
     fn parked_stacks(report: &StallReport) -> Vec<super::super::ParkedStack> {
-        use super::super::{Diagnosis, ThreadInfo};
         let mut waiting: Vec<&ThreadInfo> = Vec::new();
         for diagnosis in &report.diagnoses {
             match diagnosis {

@@ -20,7 +20,8 @@ use crate::sync::time::{self, Duration, Instant};
 // release, which first checks that it is set.
 const LOCKED: u8 = 0b01;
 // At least one thread is parked (or about to park) on this mutex's address.
-// Set by a waiter before it parks, and only while LOCKED is set; cleared under
+// Set by a waiter before it parks, while LOCKED is set, or by a condvar that
+// requeues its waiters onto a mutex (which may be free by then); cleared under
 // the parking queue's lock when the queue empties.
 const PARKED: u8 = 0b10;
 // No other bit is ever set: a word with any of them is corrupt.
@@ -45,6 +46,9 @@ pub(crate) const KIND: Kind = Kind::Mutex;
 /// assert!(!raw.is_locked());
 /// ```
 pub struct RawMutex {
+    /// The lock word; with diagnostics on it lives in `diag`'s padding
+    /// (see [`Self::state`]).
+    #[cfg(not(lockscope_diag))]
     state: AtomicU8,
     pub(crate) diag: LockDiag,
 }
@@ -52,7 +56,7 @@ pub struct RawMutex {
 #[cfg(lockscope_diag)]
 impl Drop for RawMutex {
     fn drop(&mut self) {
-        if *self.state.get_mut() & LOCKED != 0 {
+        if self.state().load(Ordering::Relaxed) & LOCKED != 0 {
             // A leaked guard: its hold leaves the holder's record.
             self.diag.forget_holds();
         } else {
@@ -121,12 +125,12 @@ unsafe impl lock_api::RawMutex for RawMutex {
     #[inline]
     #[track_caller]
     fn try_lock(&self) -> Option<GuardMarker> {
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state().load(Ordering::Relaxed);
         loop {
             if state & LOCKED != 0 {
                 return None;
             }
-            match self.state.compare_exchange_weak(
+            match self.state().compare_exchange_weak(
                 state,
                 state | LOCKED,
                 Ordering::Acquire,
@@ -146,7 +150,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
     unsafe fn unlock(&self, _guard: GuardMarker) {
         let release = self.diag.releasing_exclusive();
         if self
-            .state
+            .state()
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
@@ -158,7 +162,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
 
     #[inline]
     fn is_locked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & LOCKED != 0
+        self.state().load(Ordering::Relaxed) & LOCKED != 0
     }
 }
 
@@ -170,7 +174,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
         let release = self.diag.releasing_exclusive();
         if self
-            .state
+            .state()
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
@@ -182,7 +186,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     #[inline]
     #[track_caller]
     unsafe fn bump(&self, guard: &mut GuardMarker) {
-        if self.state.load(Ordering::Relaxed) & PARKED != 0 {
+        if self.state().load(Ordering::Relaxed) & PARKED != 0 {
             // SAFETY: the caller owns the mutex through `guard`, and takes it
             // back before returning.
             unsafe {
@@ -234,8 +238,22 @@ impl RawMutex {
 
     const fn labelled_opt(label: Option<&'static str>) -> Self {
         RawMutex {
+            #[cfg(not(lockscope_diag))]
             state: AtomicU8::new(0),
             diag: LockDiag::new(label),
+        }
+    }
+
+    /// The lock word.
+    #[inline(always)]
+    fn state(&self) -> &AtomicU8 {
+        #[cfg(lockscope_diag)]
+        {
+            &self.diag.word
+        }
+        #[cfg(not(lockscope_diag))]
+        {
+            &self.state
         }
     }
 
@@ -244,7 +262,7 @@ impl RawMutex {
     pub(crate) fn lock_at(&self, site: &'static Location<'static>) {
         let prepared = self.diag.preparing_exclusive(KIND, site);
         if self
-            .state
+            .state()
             .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
@@ -269,12 +287,12 @@ impl RawMutex {
 
     /// The current word, decoded (a snapshot: it may change at once).
     pub fn word(&self) -> MutexWord {
-        Self::decode(self.state.load(Ordering::Relaxed))
+        Self::decode(self.state().load(Ordering::Relaxed))
     }
 
     /// Whether threads are parked waiting for this mutex.
     pub fn has_parked_threads(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & PARKED != 0
+        self.state().load(Ordering::Relaxed) & PARKED != 0
     }
 
     pub(crate) fn key(&self) -> usize {
@@ -344,12 +362,12 @@ impl RawMutex {
     /// Called by the condvar with its queue locked: if the mutex is held, mark
     /// it parked so that its release will wake the threads requeued onto it.
     pub(crate) fn mark_parked_if_locked(&self) -> bool {
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state().load(Ordering::Relaxed);
         loop {
             if state & LOCKED == 0 {
                 return false;
             }
-            match self.state.compare_exchange_weak(
+            match self.state().compare_exchange_weak(
                 state,
                 state | PARKED,
                 Ordering::Relaxed,
@@ -364,14 +382,14 @@ impl RawMutex {
     /// Called by the condvar with its queue locked, after requeueing threads
     /// onto this mutex while it was unlocked.
     pub(crate) fn mark_parked(&self) {
-        self.state.fetch_or(PARKED, Ordering::Relaxed);
+        self.state().fetch_or(PARKED, Ordering::Relaxed);
     }
 
     /// Called with this mutex's queue locked by the last parked thread that
     /// leaves it without being woken (a timeout).
     pub(crate) fn clear_parked(&self) {
         // AND only clears; it cannot borrow into other bits.
-        self.state.fetch_and(!PARKED, Ordering::Relaxed);
+        self.state().fetch_and(!PARKED, Ordering::Relaxed);
     }
 
     /// Waits for the mutex until `deadline`; true once it is owned.
@@ -398,10 +416,10 @@ impl RawMutex {
         wait: &mut Wait,
     ) -> bool {
         let mut spin = SpinWait::new();
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state().load(Ordering::Relaxed);
         loop {
             if state & LOCKED == 0 {
-                match self.state.compare_exchange_weak(
+                match self.state().compare_exchange_weak(
                     state,
                     state | LOCKED,
                     Ordering::Acquire,
@@ -413,11 +431,11 @@ impl RawMutex {
                 continue;
             }
             if state & PARKED == 0 && spin.spin() {
-                state = self.state.load(Ordering::Relaxed);
+                state = self.state().load(Ordering::Relaxed);
                 continue;
             }
             if state & PARKED == 0
-                && let Err(now) = self.state.compare_exchange_weak(
+                && let Err(now) = self.state().compare_exchange_weak(
                     state,
                     state | PARKED,
                     Ordering::Relaxed,
@@ -441,7 +459,7 @@ impl RawMutex {
             ) {
                 self.self_deadlock(hopeless, state, site);
             }
-            let validate = || self.state.load(Ordering::Relaxed) == LOCKED | PARKED;
+            let validate = || self.state().load(Ordering::Relaxed) == LOCKED | PARKED;
             let timed_out = |_key, was_last: bool| {
                 if was_last {
                     self.clear_parked();
@@ -466,7 +484,7 @@ impl RawMutex {
                 ParkResult::TimedOut => return false,
             }
             spin.reset();
-            state = self.state.load(Ordering::Relaxed);
+            state = self.state().load(Ordering::Relaxed);
         }
     }
 
@@ -474,7 +492,7 @@ impl RawMutex {
     #[cold]
     #[track_caller]
     fn unlock_slow(&self, force_fair: bool) {
-        let state = self.state.load(Ordering::Relaxed);
+        let state = self.state().load(Ordering::Relaxed);
         if state & LOCKED == 0 || state & UNKNOWN != 0 {
             let problem = if state & LOCKED == 0 {
                 "the mutex is not locked"
@@ -498,10 +516,10 @@ impl RawMutex {
             let parked = if result.have_more_threads { PARKED } else { 0 };
             if handoff.get() && result.unparked_threads != 0 {
                 // Ownership passes to the woken thread: LOCKED stays set.
-                self.state.store(LOCKED | parked, Ordering::Relaxed);
+                self.state().store(LOCKED | parked, Ordering::Relaxed);
                 TOKEN_HANDOFF
             } else {
-                self.state.store(parked, Ordering::Release);
+                self.state().store(parked, Ordering::Release);
                 TOKEN_NORMAL
             }
         };

@@ -34,6 +34,11 @@ use crate::sync::time::{self, Duration, Instant};
 // Threads are parked (or about to park) in the main queue. Set by a waiter
 // before it parks, while the state still blocks it; cleared under the queue
 // lock when the queue empties.
+/// How long a release waits for a word broken by another thread's faulty
+/// read release to be restored before it reports the word as corrupt.
+#[cfg(not(any(loom, feature = "shuttle")))]
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 const PARKED: usize = 0b0001;
 // The writer holding WRITER is parked in the drain queue, waiting for the
 // readers still counted to leave. Requires WRITER. Set only while readers are
@@ -821,14 +826,28 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
         None
     }
 
-    /// Waits a moment for a word that breaks an invariant to be restored (a
-    /// release of a read lock that was not held is undone by the next
-    /// instruction of its thread) and returns the word then. A word still
-    /// broken after that is corrupt, for the caller to report.
+    /// Waits for a word that breaks an invariant to be restored (a release
+    /// of a read lock that was not held is undone by the next instruction of
+    /// its thread, but that thread may be preempted in between for as long
+    /// as the scheduler likes) and returns the word then. A word still
+    /// broken after [`SETTLE_WAIT`] is corrupt, for the caller to report:
+    /// refusing a legitimate release because a misbehaving thread was
+    /// descheduled would leave the lock held forever.
     #[cold]
     fn settled(&self, mut state: usize) -> usize {
-        for _ in 0..64 {
-            if broken_invariant(state).is_none() {
+        #[cfg(not(any(loom, feature = "shuttle")))]
+        let start = std::time::Instant::now();
+        let mut tries = 0u32;
+        while broken_invariant(state).is_some() {
+            tries += 1;
+            #[cfg(not(any(loom, feature = "shuttle")))]
+            if tries > 64 && start.elapsed() >= SETTLE_WAIT {
+                break;
+            }
+            // A model checker explores the other thread's undo within a few
+            // of its own steps.
+            #[cfg(any(loom, feature = "shuttle"))]
+            if tries > 64 {
                 break;
             }
             crate::sync::yield_now();

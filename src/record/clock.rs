@@ -1,7 +1,7 @@
 //! Time for always-on diagnostics.
 //!
-//! A precise clock read costs about five uncontended lock acquisitions, so the
-//! acquisition paths never read one. They read [`now_ms`]: one relaxed load of
+//! A precise clock read costs more than an uncontended lock acquisition, so
+//! the acquisition paths never read one. They read [`now_ms`]: one relaxed load of
 //! a global (`hot::HOT.now_ms`) that a ticker thread refreshes every
 //! millisecond. Precise time
 //! ([`precise_ns`]) is read only by a thread about to park, which can afford

@@ -1,5 +1,5 @@
-//! What a lock records in its own memory ([`LockDiag`], 24 bytes beside the
-//! lock word) and the hooks its raw lock calls.
+//! What a lock records in its own memory ([`LockDiag`], 16 bytes that hold
+//! a mutex's lock word too) and the hooks its raw lock calls.
 //!
 //! A lock has no heap record. Its own memory holds what an inspection of
 //! that one lock needs: the exclusive holder's id (which, once released,
@@ -20,7 +20,7 @@
 use core::hint;
 use core::panic::Location;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use super::class::{self, Class};
@@ -30,55 +30,80 @@ use super::thread::{self, SAMPLED, ThreadRecord};
 use super::{Kind, Mode};
 
 /// `ident` tag: the rest is the first acquisition's call site
-/// ([`site_code`], without its three low bits, which are 0).
+/// ([`site_code`]).
 const SITE: usize = 0b01;
 /// `ident` tag: the rest is the lock's class index ([`class::by_index`]).
 const CLASS: usize = 0b10;
 /// `ident` value of a lock labelled at construction whose class is not yet
 /// looked up (its tag is 0, as an unset identity's: one test sends both to
-/// the slow path): `last` holds the label's pointer, `holder` and `held`
-/// its length.
+/// the slow path): `last` holds the label's pointer, `holder` its length.
 const LABEL_PENDING: usize = 0b100;
 const TAGS: usize = 0b11;
 
-/// The high half of the address space region that call sites are coded
-/// in: that of this crate's static data (`HOT`, which the lock paths load
-/// anyway), where the compiler puts every `Location` of the same image.
+/// Bits of a [`site_code`].
+const SITE_BITS: u32 = 27;
+const SITE_MASK: u64 = (1 << SITE_BITS) - 1;
+
+/// The address call sites are coded relative to: this crate's static data
+/// (`HOT`, which the lock paths load anyway), near which the compiler puts
+/// every `Location` of the same image.
 #[inline(always)]
-fn region() -> usize {
-    ptr::from_ref(&HOT).addr() & !0xFFFF_FFFF
+fn anchor() -> usize {
+    ptr::from_ref(&HOT).addr()
 }
 
-/// A call site as 32 bits: the low half of its address, when its high half
-/// is [`region`]'s; else 0 (a site in another shared object), which reports
-/// show as unknown.
+/// A call site's distance from [`anchor`] in units of 8 bytes (a
+/// `Location` is 8-aligned), as [`SITE_BITS`] bits of two's complement,
+/// when it fits (within 512 MiB either way, as every site of the image
+/// that holds this crate is); else 0 (a site in another shared object),
+/// which reports show as unknown. Never 0 for a site that fits: no site is
+/// at the anchor.
 #[inline(always)]
 pub(crate) fn site_code(site: *mut Location<'static>) -> u32 {
-    let at = site.expose_provenance();
-    if at & !0xFFFF_FFFF == region() {
-        at as u32
+    let offset = site.expose_provenance().wrapping_sub(anchor());
+    if offset_fits(offset) {
+        code_of_offset(offset)
     } else {
         0
     }
 }
+
+/// Whether a site `offset` bytes from the anchor has a [`site_code`].
+#[inline(always)]
+fn offset_fits(offset: usize) -> bool {
+    offset.wrapping_add(1 << (SITE_BITS + 2)) >> (SITE_BITS + 3) == 0
+}
+
+/// [`site_code`] of a site `offset` bytes from the anchor, if it fits.
+#[inline(always)]
+fn code_of_offset(offset: usize) -> u32 {
+    ((offset >> 3) as u64 & SITE_MASK) as u32
+}
+
+// A site's three low bits are 0, so a code drops nothing.
+const _: () = assert!(align_of::<Location<'static>>() >= 8);
 
 /// The call site of a [`site_code`].
 pub(crate) fn site_of(code: u32) -> Option<&'static Location<'static>> {
     if code == 0 {
         return None;
     }
+    let shift = 64 - SITE_BITS;
+    let offset = ((u64::from(code) << shift) as i64 >> shift) << 3;
     // SAFETY: a non-zero code is made only by `site_code` from a
-    // `&'static Location` in this region, whose provenance it exposed.
-    unsafe { ptr::with_exposed_provenance::<Location<'static>>(region() | code as usize).as_ref() }
+    // `&'static Location` at this offset from the anchor, whose provenance
+    // it exposed.
+    unsafe {
+        ptr::with_exposed_provenance::<Location<'static>>(anchor().wrapping_add(offset as usize))
+            .as_ref()
+    }
 }
 
 /// `ident` of the first site `site` (0 if its code does not fit).
 fn site_ident(site: &'static Location<'static>) -> usize {
-    let code = site_code(site_ptr(site)) as usize;
-    if code != 0 && code & 7 == 0 {
-        code >> 3 << 2 | SITE
-    } else {
-        0
+    match site_code(site_ptr(site)) as usize {
+        0 => 0,
+        code => code << 2 | SITE,
     }
 }
 
@@ -114,23 +139,46 @@ fn decode_held(held: u16) -> u32 {
     }
 }
 
-/// A lock's diagnostics, in the lock itself: 16 bytes.
+/// `last`'s fields: the site's code in the low [`SITE_BITS`], then the
+/// hold's length ([`encode_held`]), then when it ended, in coarse units
+/// ([`ended_unit`]).
+const HELD_SHIFT: u32 = SITE_BITS;
+const ENDED_SHIFT: u32 = HELD_SHIFT + 16;
+/// Bits of an end time: units of 32 ms that wrap after about 18.6
+/// hours.
+const ENDED_BITS: u32 = 64 - ENDED_SHIFT;
+const ENDED_MASK: u32 = (1 << ENDED_BITS) - 1;
+/// Milliseconds per unit of a last hold's end, as a power of two.
+pub(crate) const UNIT_SHIFT: u32 = 5;
+
+/// End times this many units ahead of a reader's clock read as "now".
+const SKEW_UNITS: u32 = 4;
+
+/// The coarse time `ms` in the units a last hold's end is kept in.
+#[inline(always)]
+fn ended_unit(ms: u32) -> u64 {
+    u64::from((ms >> UNIT_SHIFT) & ENDED_MASK)
+}
+
+/// A lock's diagnostics, in the lock itself: 16 bytes, one of them a
+/// mutex's lock word, so that a `Mutex<()>` is 16 bytes and a
+/// `Mutex<u64>` 24, and a lock and its data span fewer cache lines.
 pub(crate) struct LockDiag {
-    /// The last exclusive hold: its call site's [`site_code`] in the low 32
-    /// bits and the coarse time it ended in the high ones, stored as
-    /// one word by the release (a pointer without provenance). Before the
-    /// first acquisition of a lock labelled at construction: the label's
-    /// pointer.
+    /// The last exclusive hold: its call site's [`site_code`], its length
+    /// and its end (see [`HELD_SHIFT`]), stored as one word by the release
+    /// (a pointer without provenance). Before the first acquisition of a
+    /// lock labelled at construction: the label's pointer.
     last: AtomicPtr<u8>,
     /// The exclusive holder's thread id ([`thread::short_id`]) while the
     /// lock is held exclusively; after that, the last exclusive holder's; 0:
     /// never held exclusively. Written only by the exclusive holder.
     holder: AtomicU16,
-    /// How long the last exclusive hold lasted ([`encode_held`]).
-    held: AtomicU16,
     /// The lock's identity: 0 (never acquired nor labelled), a first site
     /// ([`SITE`]), a class ([`CLASS`]) or [`LABEL_PENDING`].
     ident: AtomicU32,
+    /// A mutex's lock word (`raw::mutex`), here so that it shares the
+    /// padding; unused by the other locks.
+    pub(crate) word: AtomicU8,
 }
 
 const _: () = assert!(size_of::<LockDiag>() == 16);
@@ -211,7 +259,7 @@ pub(crate) fn class_of(ident: usize, kind: Kind) -> Option<&'static Class> {
 
 /// The first site a `SITE` identity names.
 fn ident_site(ident: usize) -> Option<&'static Location<'static>> {
-    site_of(((ident as u32) >> 2) << 3)
+    site_of((ident as u32) >> 2)
 }
 
 /// The class a static identity names, if it has been created (never
@@ -263,23 +311,28 @@ fn coarse_now() -> u32 {
 impl LockDiag {
     pub(crate) const fn new(label: Option<&'static str>) -> Self {
         match label {
-            Some(label) => LockDiag {
-                last: AtomicPtr::new(label.as_ptr().cast_mut()),
-                holder: AtomicU16::new(label.len() as u16),
-                held: AtomicU16::new((label.len() >> 16) as u16),
-                ident: AtomicU32::new(LABEL_PENDING as u32),
-            },
+            Some(label) => {
+                assert!(
+                    label.len() <= u16::MAX as usize,
+                    "a lock's label is at most 65,535 bytes"
+                );
+                LockDiag {
+                    last: AtomicPtr::new(label.as_ptr().cast_mut()),
+                    holder: AtomicU16::new(label.len() as u16),
+                    ident: AtomicU32::new(LABEL_PENDING as u32),
+                    word: AtomicU8::new(0),
+                }
+            }
             None => LockDiag {
                 last: AtomicPtr::new(ptr::null_mut()),
                 holder: AtomicU16::new(0),
-                held: AtomicU16::new(0),
                 ident: AtomicU32::new(0),
+                word: AtomicU8::new(0),
             },
         }
     }
 
-    /// The pending label's bytes: `last`, `holder` and `held` as `new`
-    /// stored them.
+    /// The pending label's bytes: `last` and `holder` as `new` stored them.
     ///
     /// # Safety
     /// `ident` must be [`LABEL_PENDING`], and nothing may have written these
@@ -287,8 +340,7 @@ impl LockDiag {
     /// a reader that does not hold the lock checks `ident` again after).
     unsafe fn pending_label(&self) -> &'static str {
         let ptr = self.last.load(Ordering::Relaxed);
-        let len = usize::from(self.holder.load(Ordering::Relaxed))
-            | usize::from(self.held.load(Ordering::Relaxed)) << 16;
+        let len = usize::from(self.holder.load(Ordering::Relaxed));
         // SAFETY: per the caller, the pointer and length of a `&'static str`.
         unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) }
     }
@@ -378,7 +430,6 @@ impl LockDiag {
                 if ident == LABEL_PENDING {
                     self.last.store(ptr::null_mut(), Ordering::Relaxed);
                     self.holder.store(0, Ordering::Relaxed);
-                    self.held.store(0, Ordering::Relaxed);
                 }
                 return next;
             }
@@ -557,15 +608,16 @@ impl LockDiag {
         // the time properly.
         let held = clock::raw_elapsed_ms(slot.since_ms.load(Ordering::Relaxed), now);
         let site = slot.site.load(Ordering::Relaxed).expose_provenance();
+        let offset = site.wrapping_sub(anchor());
         if me.holds[0].load(Ordering::Relaxed) != thread::tag(self.addr(), Mode::Exclusive)
             || held >= HOT.rare_hold_ms.load(Ordering::Relaxed)
             || slot.context.load(Ordering::Relaxed) != 0
-            || site & !0xFFFF_FFFF != region()
+            || !offset_fits(offset)
         {
             hint::cold_path();
             return self.release_exclusive_rare(Some(me));
         }
-        self.set_last(site as u32, now, held as u16);
+        self.set_last(code_of_offset(offset), now, held as u16);
         me.holds[0].store(0, Ordering::Release);
         Release(false)
     }
@@ -1065,8 +1117,7 @@ impl LockDiag {
     #[cold]
     fn read_pending_label(&self, kind: Kind) -> usize {
         let ptr = self.last.load(Ordering::Relaxed);
-        let len = usize::from(self.holder.load(Ordering::Relaxed))
-            | usize::from(self.held.load(Ordering::Relaxed)) << 16;
+        let len = usize::from(self.holder.load(Ordering::Relaxed));
         fence(Ordering::Acquire);
         if self.ident.load(Ordering::Relaxed) as usize != LABEL_PENDING {
             return self.ident.load(Ordering::Acquire) as usize;
@@ -1078,28 +1129,44 @@ impl LockDiag {
         class_ident(class::of_label(label, kind, Location::caller()))
     }
 
-    /// Stores the last exclusive hold: its site's code, end and length.
+    /// Stores the last exclusive hold: its site's code, end (coarse ms) and
+    /// length, in one word.
     #[inline(always)]
     fn set_last(&self, site_code: u32, ended: u32, held: u16) {
-        let word = site_code as usize | (ended as usize) << 32;
-        self.last
-            .store(ptr::without_provenance_mut(word), Ordering::Relaxed);
-        self.held.store(held, Ordering::Relaxed);
+        let word =
+            u64::from(site_code) | u64::from(held) << HELD_SHIFT | ended_unit(ended) << ENDED_SHIFT;
+        self.last.store(
+            ptr::without_provenance_mut(word as usize),
+            Ordering::Relaxed,
+        );
     }
 
     /// The id of the lock's exclusive holder now or last, the last hold's
-    /// site, length (ms) and end (coarse ms). Racy by nature: read by
-    /// snapshots while the lock may change hands.
-    pub(crate) fn last(&self) -> (u16, Option<&'static Location<'static>>, u32, u32, bool) {
+    /// site, length (ms) and end (coarse ms, to a unit of 32 ms,
+    /// taken to be within the last 18 hours of `now`), and whether it was
+    /// ever released. Racy by nature: read by snapshots while the lock may
+    /// change hands.
+    pub(crate) fn last(
+        &self,
+        now: u32,
+    ) -> (u16, Option<&'static Location<'static>>, u32, u32, bool) {
         if self.ident.load(Ordering::Acquire) as usize == LABEL_PENDING {
             return (0, None, 0, 0, false);
         }
         let word = self.last.load(Ordering::Relaxed).addr() as u64;
+        let mut units_ago =
+            (ended_unit(now) as u32).wrapping_sub((word >> ENDED_SHIFT) as u32) & ENDED_MASK;
+        if units_ago > ENDED_MASK - SKEW_UNITS {
+            // Ended a moment "after" `now`: another thread's clock reading
+            // was a little ahead of this one's.
+            units_ago = 0;
+        }
+        let ended = (now >> UNIT_SHIFT << UNIT_SHIFT).wrapping_sub(units_ago << UNIT_SHIFT);
         (
             self.holder.load(Ordering::Relaxed),
-            site_of(word as u32),
-            decode_held(self.held.load(Ordering::Relaxed)),
-            (word >> 32) as u32,
+            site_of((word & SITE_MASK) as u32),
+            decode_held((word >> HELD_SHIFT) as u16),
+            ended,
             word != 0,
         )
     }
@@ -1202,4 +1269,54 @@ fn slow_hold(
         held_ms,
         "slow lock hold"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_site_code_names_its_site_and_a_far_address_has_none() {
+        let here = Location::caller();
+        let code = site_code(site_ptr(here));
+        assert_ne!(code, 0);
+        assert!(ptr::eq(site_of(code).unwrap(), here));
+        // Sites on either side of the anchor, up to 512 MiB away.
+        for offset in [8isize, -8, (1 << 29) - 8, -(1 << 29)] {
+            let at = anchor().wrapping_add_signed(offset);
+            assert!(offset_fits(at.wrapping_sub(anchor())), "{offset}");
+        }
+        for offset in [1isize << 29, -(1 << 29) - 8, 1 << 40] {
+            let at = anchor().wrapping_add_signed(offset);
+            assert!(!offset_fits(at.wrapping_sub(anchor())), "{offset}");
+        }
+    }
+
+    #[test]
+    fn the_last_hold_reads_back_its_site_length_and_end() {
+        let diag = LockDiag::new(None);
+        let here = Location::caller();
+        let code = site_code(site_ptr(here));
+        // An end long past (an hour, in ms since the clock's start), and a
+        // reader 5 s later.
+        let ended = 3_600_000;
+        diag.set_last(code, ended, encode_held(1_234));
+        let (_, site, held, read_end, released) = diag.last(ended + 5_000);
+        assert!(released);
+        assert!(ptr::eq(site.unwrap(), here));
+        assert_eq!(held, 1_234);
+        assert_eq!(read_end, ended >> UNIT_SHIFT << UNIT_SHIFT, "to a unit");
+        // Across the coarse clock's wrap.
+        let ended = u32::MAX - 10;
+        diag.set_last(code, ended, encode_held(7));
+        let (_, _, held, read_end, _) = diag.last(ended.wrapping_add(1_000));
+        assert_eq!(held, 7);
+        assert_eq!(read_end, ended >> UNIT_SHIFT << UNIT_SHIFT);
+        // A reader whose clock is a little behind the releaser's.
+        diag.set_last(code, 10_000, encode_held(0));
+        assert_eq!(diag.last(9_990).3, 9_990 >> UNIT_SHIFT << UNIT_SHIFT);
+        // A long hold is kept to about a second.
+        diag.set_last(code, 10_000, encode_held(100_000));
+        assert_eq!(diag.last(10_000).2 >> LONG_SHIFT, 100_000 >> LONG_SHIFT);
+    }
 }

@@ -3,8 +3,8 @@
 //! thread itself.
 //!
 //! A hold is recorded in the acquiring thread's own record, on lines no
-//! other thread writes (the first incident of the design notes: readers of
-//! one lock must not all write one shared line), and keyed by the lock's
+//! other thread writes (readers of one lock must not all write one shared
+//! line), and keyed by the lock's
 //! address. Only the exclusive holder's id and the last holder go into the
 //! lock itself. Snapshots and the watchdog read these records from other
 //! threads: they name a lock by the static identity recorded in the slot
@@ -26,6 +26,7 @@ use std::sync::atomic::{
 };
 
 use super::Mode;
+use super::lock::UNIT_SHIFT;
 
 /// Holds a thread can have recorded at once; more are counted in
 /// [`ThreadRecord::overflow`] but not listed.
@@ -110,7 +111,7 @@ pub(crate) struct WaitSlot {
 /// A thread's diagnostic record.
 #[repr(align(64))]
 pub(crate) struct ThreadRecord {
-    /// The lock of each hold slot, on one line so a scan reads one line.
+    /// The lock of each hold slot, side by side so a scan reads two lines.
     pub(crate) holds: [AtomicUsize; HOLD_SLOTS],
     pub(crate) slots: [HoldSlot; HOLD_SLOTS],
     pub(crate) wait: WaitSlot,
@@ -143,8 +144,9 @@ pub(crate) struct ThreadRecord {
     /// that ended before it belongs to an earlier thread that has exited.
     pub(crate) claimed_ms: AtomicU32,
     /// Coarse time at which the last thread to own this record exited. The
-    /// record is not reused within that same tick, so that every hold of
-    /// that thread ended strictly before the next claim.
+    /// record is not reused within that same unit of 32 ms, so that
+    /// every hold of that thread ended in a unit strictly before the next
+    /// claim's.
     released_ms: AtomicU32,
     /// The thread's name (cut to [`NAME_BYTES`]), copied in without a lock
     /// when the thread claims the record; `name_len` 0: unnamed.
@@ -158,6 +160,14 @@ pub(crate) struct ThreadRecord {
     /// meet on this mutex only if a check runs as the thread parks again.
     #[cfg(feature = "deadlock_detection")]
     pub(crate) parked_stack: std::sync::Mutex<Option<backtrace::Backtrace>>,
+    /// The kernel's id of the thread that owns this record (Linux, feature
+    /// `deadlock_detection`): where a report sends its request for the
+    /// thread's current stack (`diag::current_stack`). A kernel thread id,
+    /// not a `pthread_t`: signalled with `tgkill` in this process only, a
+    /// stale one reaches no thread or another of this process's threads,
+    /// where a stale `pthread_t` is a dangling pointer.
+    #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+    pub(crate) tid: std::sync::atomic::AtomicI32,
 }
 
 /// A thread id as a lock's 16-bit holder field stores it: ids above
@@ -260,12 +270,23 @@ fn claim() -> Option<&'static ThreadRecord> {
     record
         .claimed_ms
         .store(super::clock::now_ms(), Ordering::Relaxed);
+    #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+    record.tid.store(current_tid(), Ordering::Relaxed);
     record.set_name(std::thread::current().name().unwrap_or(""));
     // Registering the destructor may fail while thread-locals are being
     // destroyed; then the record simply stays claimed.
     let _ = RELEASER.try_with(|_| {});
     CURRENT.with(|c| c.set(record));
     Some(record)
+}
+
+/// The calling thread's kernel thread id.
+#[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+pub(crate) fn current_tid() -> i32 {
+    // SAFETY: gettid takes no argument and cannot fail. Called as a raw
+    // system call: the libc wrapper needs glibc 2.30.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    tid as i32
 }
 
 /// A record whose thread has exited and which holds nothing any more.
@@ -275,7 +296,7 @@ fn reuse() -> Option<&'static ThreadRecord> {
     while let Some(record) = unsafe_ref(at) {
         if !record.in_use.load(Ordering::Relaxed)
             && record.holds.iter().all(|h| h.load(Ordering::Relaxed) == 0)
-            && record.released_ms.load(Ordering::Relaxed) != now
+            && record.released_ms.load(Ordering::Relaxed) >> UNIT_SHIFT != now >> UNIT_SHIFT
             && record
                 .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -340,6 +361,8 @@ fn create() -> &'static ThreadRecord {
         next: ptr::null(),
         #[cfg(feature = "deadlock_detection")]
         parked_stack: std::sync::Mutex::new(None),
+        #[cfg(all(feature = "deadlock_detection", target_os = "linux"))]
+        tid: std::sync::atomic::AtomicI32::new(0),
     }));
     let mut head = THREADS.load(Ordering::Relaxed);
     loop {
@@ -419,7 +442,7 @@ impl ThreadRecord {
 
     /// Another thread ends one of this record's holds at coarse time `now`:
     /// if this record's thread has exited, the record is not reused within
-    /// that tick (see `owned_since`).
+    /// that unit of 32 ms (see `owned_since`).
     pub(crate) fn hold_ended_by_another(&self, now: u32) {
         if !self.alive() {
             self.released_ms.store(now, Ordering::Relaxed);
@@ -433,13 +456,14 @@ impl ThreadRecord {
 
     /// Whether the thread that held a lock until coarse time `ended_ms` is
     /// the one that owns this record now: the record was not claimed by a
-    /// later thread after that hold ended. A record is never reused in the
-    /// tick its thread exited, so a hold of the previous thread always ended
-    /// before the current claim.
+    /// later thread after that hold ended. Compared in the units a lock
+    /// keeps its last hold's end in (32 ms): a record is never
+    /// reused in the unit its thread exited, so a hold of the previous
+    /// thread always ended in a unit before the current claim's.
     pub(crate) fn owned_since(&self, ended_ms: u32) -> bool {
-        let claimed = self.claimed_ms.load(Ordering::Relaxed);
+        let claimed = self.claimed_ms.load(Ordering::Relaxed) >> UNIT_SHIFT;
         // Wrapping difference read as signed: positive when the claim is later.
-        (super::clock::elapsed_ms(ended_ms, claimed) as i32) <= 0
+        (claimed.wrapping_sub(ended_ms >> UNIT_SHIFT) as i32) <= 0
     }
 
     /// The first free hold slot, if any (most threads hold one lock at a
@@ -558,7 +582,8 @@ impl ThreadRecord {
         for back in 1..=RELEASED {
             let i = (newest + RELEASED - back) % RELEASED;
             if self.released[i].load(Ordering::Acquire) == lock
-                && self.released_ended[i].load(Ordering::Relaxed) == ended
+                && self.released_ended[i].load(Ordering::Relaxed) >> UNIT_SHIFT
+                    == ended >> UNIT_SHIFT
             {
                 return self.released_context[i].load(Ordering::Relaxed);
             }

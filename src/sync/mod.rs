@@ -1,15 +1,24 @@
 //! The one place that decides where atomics, parking, time and thread identity
 //! come from.
 //!
-//! Every other module imports these through `crate::sync`, never from `std`
-//! or `parking_lot_core` directly, so that a model-checking backend can
-//! replace them here without touching the locks. There are three backends:
+//! Everything a checker must see imports these through `crate::sync`, never
+//! from `std` or `parking_lot_core` directly: the raw locks, `Once`, and the
+//! cache's shared state (shards, sketch, pattern detector, single flight),
+//! so that a model-checking backend can replace them here without touching
+//! that code. There are three backends:
 //!
 //! - the default: `std` atomics, `parking_lot_core` parking, the OS clock;
 //! - `--cfg loom`: [`model`] on top of loom's atomics, mutex and condvar;
 //! - feature `shuttle`: [`model`] on top of shuttle's.
 //!
 //! The locks see the same names and signatures in all three.
+//!
+//! What no checker must see uses `std` atomics directly: the recording
+//! engine (`crate::record`, compiled out under a checker, see build.rs) and
+//! the reports that read it (`crate::diag`); the process-wide violation
+//! policy and count (`raw/violation.rs`), which no lock protocol depends
+//! on; and the cache's per-thread statistics stripes, which belong to an OS
+//! thread rather than a modelled one (`cache/stats.rs` says why).
 
 #[cfg(all(loom, feature = "shuttle"))]
 compile_error!("lockscope: `--cfg loom` and the `shuttle` feature are exclusive; pick one checker");

@@ -36,11 +36,11 @@
 //! own compare-exchange again, although by the C++ model the store is after
 //! it in the total order (the compare-exchange read an earlier value, so the
 //! store cannot precede it) and happens before the read: an execution no
-//! machine can produce, which made the model report a corrupted mutex. Under
-//! loom a store is therefore a swap, a read-modify-write, which loom always
-//! orders after the latest value; it writes the same value. The one thing it
-//! adds is continuing release sequences through the store, which could only
-//! hide a bug, never invent one.
+//! machine can produce, which would make the model report a corrupted
+//! mutex. Under loom a store is therefore a swap, a read-modify-write, which
+//! loom always orders after the latest value; it writes the same value. The
+//! one thing it adds is continuing release sequences through the store,
+//! which could only hide a bug, never invent one.
 //!
 //! In unit tests every value read or written is shown to [`super::watch`].
 

@@ -10,9 +10,9 @@
 //! What differs from the `std` backend, and why:
 //!
 //! - Atomics are the checker's. Under loom they cannot be built in a `const`,
-//!   so ours hold their initial value and create the loom atomic on first use
-//!   (see [`atomic`]); a lock in a `static` therefore belongs to the first
-//!   execution that touched it.
+//!   so ours hold their initial value and create the checker's atomic on
+//!   first use in each execution (see [`atomic`]); a lock in a `static`
+//!   therefore starts every execution from its initial word.
 //! - Parking is a queue table behind one checker mutex ([`park`]); a timed
 //!   park can time out at any point before it is woken, and the checker
 //!   explores both outcomes.
