@@ -29,13 +29,13 @@
 //!
 //! Speed (see README.md, "Speed"): an input's first misuse runs under the
 //! policy its header chose; the rest of its misuses run under `Count`,
-//! which reports without writing or unwinding; and at most one misuse per
-//! input unwinds, none in the half of the inputs whose header bit 4 is set
-//! (an unwinding panic under AddressSanitizer costs about as much as the
-//! rest of a short input: the report formatted, the unwind, a sweep of the
-//! fake stack); misuses that would unwind then are not issued. A misuse
-//! under `Count` refused before its report is built (nothing reads it), and
-//! a `Display` into a sink that keeps nothing. `sched_yield` is a no-op in this binary (a spinning waiter
+//! which counts the report without building, writing or unwinding it; and
+//! at most one misuse per input unwinds, none in the half of the inputs
+//! whose header bit 4 is set (an unwinding panic under AddressSanitizer
+//! costs about as much as the rest of a short input: the report formatted,
+//! the unwind, a sweep of the fake stack); misuses that would unwind then
+//! are not issued. Words are shown through `Display` into a sink that keeps
+//! nothing. `sched_yield` is a no-op in this binary (a spinning waiter
 //! yields to no one on a single thread), and the timer slack is 1 ns, so a
 //! timed attempt that parks for a few hundred nanoseconds does not sleep for
 //! the kernel's default 50 microseconds.
