@@ -354,12 +354,7 @@ impl LockDiag {
     /// The lock's static identity, set at its first acquisition.
     #[inline(always)]
     fn ident_for(&self, kind: Kind, site: &'static Location<'static>) -> usize {
-        let ident = self.ident.load(Ordering::Acquire) as usize;
-        if ident & TAGS == 0 {
-            hint::cold_path();
-            return self.resolve(kind, site);
-        }
-        ident
+        self.ident_as(kind, site, false)
     }
 
     /// The lock's identity for its exclusive holder: as [`Self::ident_for`],
@@ -367,10 +362,22 @@ impl LockDiag {
     /// compare-exchange ([`Self::first_exclusive`]).
     #[inline(always)]
     fn ident_for_holder(&self, kind: Kind, site: &'static Location<'static>) -> usize {
+        self.ident_as(kind, site, true)
+    }
+
+    /// The lock's identity, resolved on its first acquisition by
+    /// [`Self::first_exclusive`] for an exclusive holder, else by
+    /// [`Self::resolve`].
+    #[inline(always)]
+    fn ident_as(&self, kind: Kind, site: &'static Location<'static>, holder: bool) -> usize {
         let ident = self.ident.load(Ordering::Acquire) as usize;
         if ident & TAGS == 0 {
             hint::cold_path();
-            return self.first_exclusive(kind, site);
+            return if holder {
+                self.first_exclusive(kind, site)
+            } else {
+                self.resolve(kind, site)
+            };
         }
         ident
     }
@@ -505,11 +512,7 @@ impl LockDiag {
         site: &'static Location<'static>,
         exclusive: bool,
     ) -> usize {
-        let ident = if exclusive {
-            self.ident_for_holder(kind, site)
-        } else {
-            self.ident_for(kind, site)
-        };
+        let ident = self.ident_as(kind, site, exclusive);
         me.slots[i].ident.store(ident, Ordering::Relaxed);
         ident
     }
