@@ -505,7 +505,7 @@ fn slow_holds_and_timeouts_emit_tracing_events() {
 }
 
 #[test]
-fn cache_shard_locks_are_labelled_classes_in_the_profile() {
+fn cache_shard_locks_are_one_labelled_class_in_the_profile() {
     let cache: lockscope::cache::TwoTierCache<u64, u64> = lockscope::cache::TwoTierCache::builder()
         .capacity(1024)
         .shards(4)
@@ -515,17 +515,22 @@ fn cache_shard_locks_are_labelled_classes_in_the_profile() {
         cache.insert(k, k);
         let _ = cache.get(&k);
     }
-    // Each shard's lock is a class of its own label in the profile.
+    // Every shard's lock counts for one class, named by its label: the
+    // profile has one row for the cache's shards, whichever shard a key
+    // went to.
     let shards: Vec<_> = diag::profile()
         .locks
         .into_iter()
-        .filter(|l| l.name.starts_with("lockscope::cache shard ") && l.name.ends_with("/4"))
+        .filter(|l| l.name == lockscope::cache::SHARD_LOCK_LABEL)
         .collect();
-    assert!(
-        shards.len() >= 4,
+    assert_eq!(
+        shards.len(),
+        1,
         "{:?}",
         shards.iter().map(|l| &l.name).collect::<Vec<_>>()
     );
-    assert!(shards.iter().any(|l| l.acquisitions > 0));
+    // 5,000 inserts (write locks) and 5,000 gets (read locks), from this
+    // thread alone (other tests' caches add theirs).
+    assert!(shards[0].acquisitions >= 10_000, "{:?}", shards[0]);
     drop(cache);
 }

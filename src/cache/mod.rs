@@ -84,6 +84,7 @@ pub use builder::{BuildError, MAX_SAMPLE_INTERVAL, MAX_SHARDS, TwoTierCacheBuild
 pub use hasher::RandomState;
 pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
+pub use shard::{FLIGHT_LOCK_LABEL, SHARD_LOCK_LABEL};
 pub use stats::CacheStats;
 
 use climb::{Climber, Target};
@@ -214,14 +215,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 } else {
                     cap
                 };
-                Shard::new(
-                    cap as u64,
-                    b.window_fraction,
-                    b.hot_fraction,
-                    i,
-                    nshards,
-                    entries,
-                )
+                Shard::new(cap as u64, b.window_fraction, b.hot_fraction, entries)
             })
             .collect();
         let mask = u64::from(b.sample_interval.next_power_of_two()) - 1;

@@ -18,9 +18,15 @@ use super::flight::FlightList;
 use super::queue::ClockQueue;
 use super::sketch::{Padded, Sketch};
 use super::stats::ShardCounters;
-use crate::diag::Inspect as _;
 use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use crate::{Mutex, RwLock};
+use crate::{Mutex, RawMutex, RawRwLock, RwLock};
+
+/// The label of every cache shard's lock: one lock class, as lock reports
+/// and the contention profile name it.
+pub const SHARD_LOCK_LABEL: &str = "lockscope::cache shard";
+/// The label of the locks around every shard's list of loaders in flight
+/// (`get_or_insert_with`): one lock class.
+pub const FLIGHT_LOCK_LABEL: &str = "lockscope::cache single-flight";
 
 const EMPTY: u64 = u64::MAX;
 
@@ -177,37 +183,29 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
-    /// Shard `index` of `count`, of `capacity` in weight; its locks are
-    /// labelled with that position, so that lock reports and the
-    /// contention profile name them.
+    /// A shard of `capacity` in weight. Every shard lock of every cache is
+    /// one class, labelled [`SHARD_LOCK_LABEL`] (and the single-flight lists'
+    /// [`FLIGHT_LOCK_LABEL`]): lock reports and the contention profile name them,
+    /// and a thread that goes from shard to shard keeps counting its
+    /// acquisitions for the one class it already counts for, instead of
+    /// moving its counts between as many classes as there are shards.
     pub(crate) fn new(
         capacity: u64,
         window_fraction: f64,
         protected_fraction: f64,
-        index: usize,
-        count: usize,
         entries_hint: usize,
     ) -> Self {
-        let shard = Shard {
-            inner: RwLock::new(ShardInner::new(
-                capacity,
-                window_fraction,
-                protected_fraction,
-                entries_hint,
-            )),
+        Shard {
+            inner: RwLock::from_raw(
+                RawRwLock::labelled(SHARD_LOCK_LABEL),
+                ShardInner::new(capacity, window_fraction, protected_fraction, entries_hint),
+            ),
             sketch: Sketch::new(entries_hint),
             counters: Padded::default(),
             len: AtomicUsize::new(0),
             weight: AtomicU64::new(0),
-            flights: Mutex::new(Vec::new()),
-        };
-        shard
-            .inner
-            .set_label(&format!("lockscope::cache shard {index}/{count}"));
-        shard
-            .flights
-            .set_label(&format!("lockscope::cache single-flight {index}/{count}"));
-        shard
+            flights: Mutex::from_raw(RawMutex::labelled(FLIGHT_LOCK_LABEL), Vec::new()),
+        }
     }
 
     /// Ends a write section on `inner` (this shard's, write-locked):
