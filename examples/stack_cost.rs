@@ -116,6 +116,10 @@ fn reports(config: &WatchdogConfig) -> Vec<f64> {
 }
 
 fn main() {
+    if !lockscope::diag::enabled() {
+        println!("diagnostics are off (feature `diagnostics`): no stack is captured");
+        return;
+    }
     println!("| what | median [lowest, highest] |");
     println!("|---|---:|");
 
