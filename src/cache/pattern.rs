@@ -29,7 +29,6 @@ use std::collections::{HashMap, VecDeque};
 
 use super::sketch::Padded;
 use crate::Mutex;
-use crate::diag::Inspect as _;
 // From the facade, so that the checkers see the batches' protocol (see the
 // model test below).
 use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -283,16 +282,15 @@ pub(crate) struct PatternDetector {
 impl PatternDetector {
     /// A detector for a cache with `stripes` claimable stats stripes.
     pub(crate) fn new(stripes: usize) -> Self {
-        let detector = PatternDetector {
+        PatternDetector {
             batches: (0..stripes).map(|_| Padded(Batch::new())).collect(),
-            window: Padded(Mutex::new(Window::new())),
+            // Labelled at compile time: one class for every cache's window.
+            window: Padded(Mutex::from_raw(
+                crate::RawMutex::labelled("lockscope::cache pattern window"),
+                Window::new(),
+            )),
             skipped: AtomicU64::new(0),
-        };
-        detector
-            .window
-            .0
-            .set_label("lockscope::cache pattern window");
-        detector
+        }
     }
 
     /// Records a sampled access of the key with hash `hash` in batch

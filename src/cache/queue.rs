@@ -50,6 +50,13 @@ impl ClockQueue {
         self.weight = self.weight - old + new;
     }
 
+    /// Empties the queue, keeping its buffer.
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.live = 0;
+        self.weight = 0;
+    }
+
     /// Takes the front item; the caller requeues it, or calls
     /// [`Self::left`] if it was live and leaves.
     pub(crate) fn pop_front(&mut self) -> Option<(u32, u32)> {

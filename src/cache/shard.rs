@@ -293,9 +293,7 @@ impl<K: Eq, V> Shard<K, V> {
     pub(crate) fn clear(&self, out: &mut Removals<K, V>) {
         // shard lock: `clear` takes each shard exclusively, off the get path.
         let mut inner = self.inner.write();
-        for e in inner.clear() {
-            out.push(e.key, e.value, RemovalCause::Removed);
-        }
+        inner.clear(|e| out.push(e.key, e.value, RemovalCause::Removed));
         self.sketch.clear();
         self.wrote(&inner);
     }
@@ -582,17 +580,20 @@ impl<K, V> ShardInner<K, V> {
         }
     }
 
-    /// Drops every entry from the index and the queues; returns them.
-    pub(crate) fn clear(&mut self) -> Vec<Entry<K, V>> {
+    /// Takes every entry out of the index and the queues, handing each to
+    /// `removed`. The buffers keep their room: a cache that is cleared
+    /// fills up to the same size again.
+    pub(crate) fn clear(&mut self, mut removed: impl FnMut(Entry<K, V>)) {
         self.index.fill(EMPTY);
         self.free.clear();
-        self.window = ClockQueue::default();
-        self.probation = ClockQueue::default();
-        self.protected = ClockQueue::default();
-        core::mem::take(&mut self.slots)
-            .into_iter()
-            .flatten()
-            .collect()
+        self.window.clear();
+        self.probation.clear();
+        self.protected.clear();
+        // A panicking `removed` (dropping a value) leaves the slab partly
+        // drained: the remaining entries are dropped with the drain.
+        for e in self.slots.drain(..).flatten() {
+            removed(e);
+        }
     }
 }
 
