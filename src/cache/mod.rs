@@ -66,6 +66,7 @@ mod flight;
 pub mod fuzzing;
 mod hasher;
 mod histogram;
+mod mini;
 mod pattern;
 mod policy;
 mod queue;
@@ -86,11 +87,12 @@ pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
 
-use climb::{Climber, Target};
+use climb::{Batch, Climber, Target};
 use flight::{Flight, Lead, State};
 use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::{Removals, Settings, Shard};
+use sketch::Padded;
 use stats::{Local, StripeSet};
 
 use crate::Mutex;
@@ -149,11 +151,14 @@ struct Observer {
     /// The smaller of the two: a get whose count has none of these bits set
     /// takes the sampled path.
     either_mask: u64,
-    /// A sampled get whose count has none of these bits set also offers
-    /// the hill climber a look at the totals.
-    climb_mask: u64,
-    /// The hill climber, if turned on.
+    /// A get whose hash, shifted right by `climb::SHIFT`, has none of
+    /// these bits set is replayed into the window climber's miniature
+    /// caches (all bits set: none is).
+    sim_mask: u64,
+    /// The window climber, if turned on.
     climber: Option<Mutex<Climber>>,
+    /// Each claimable stats stripe's sampled hashes not yet replayed.
+    batches: Box<[Padded<Batch>]>,
 }
 
 /// A concurrent, sharded cache with adaptive W-TinyLFU eviction (an
@@ -237,16 +242,31 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 (cpus() * 4).max(16)
             });
             let either_mask = mask.min(timed_mask);
+            // With a weigher the entry count is a guess until the cache
+            // first fills (see `simulate`), and the sampling rate stays
+            // the guess's.
+            let climber = b.hill_climbing.then(|| {
+                let weighed = b.weigher.is_some();
+                let entries = if weighed {
+                    (nshards << 16).min(b.capacity)
+                } else {
+                    b.capacity
+                };
+                Climber::new(entries as u64, !weighed, b.window_fraction, b.hot_fraction)
+            });
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
+                batches: (0..stripes.claimable())
+                    .map(|_| Padded(Batch::new()))
+                    .collect(),
                 stripes,
                 mask,
                 timed_mask,
                 either_mask,
-                climb_mask: either_mask.max(1023),
-                climber: b
-                    .hill_climbing
-                    .then(|| Mutex::new(Climber::new(b.capacity as u64, b.window_fraction))),
+                sim_mask: climber
+                    .as_ref()
+                    .map_or(u64::MAX >> climb::SHIFT, Climber::sample_mask),
+                climber: climber.map(Mutex::new),
             })
         });
         TwoTierCache {
@@ -334,6 +354,9 @@ where
         if v.is_none() {
             local.miss();
         }
+        if (hash >> climb::SHIFT) & obs.sim_mask == 0 {
+            self.simulate(obs, hash, &local);
+        }
         v
     }
 
@@ -352,6 +375,9 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let v = shard::lookup(shard, hash, key);
+        if (hash >> climb::SHIFT) & obs.sim_mask == 0 {
+            self.simulate(obs, hash, &local);
+        }
         let prior = match v {
             // A hit is known to the sketch (it is cached).
             Some(_) => 1,
@@ -373,23 +399,35 @@ where
         }
         let batch = local.owned.then_some(local.stripe.index);
         obs.patterns.record(batch, hash, v.is_some(), prior);
-        if n & obs.climb_mask == 0 {
-            self.climb(obs);
-        }
         v
     }
 
-    /// Lets the hill climber look at the totals (on a sampled get).
+    /// A get of a key the window climber samples: its hash joins the
+    /// thread's batch, and a full batch is replayed into the climber's
+    /// miniature caches, which may move the window. A thread without a
+    /// stripe of its own, or a batch that finds the climber busy, is left
+    /// out: the miniatures then miss a few gets, which only adds noise.
     #[cold]
-    fn climb(&self, obs: &Observer) {
-        if let Some(climber) = &obs.climber {
-            // try-lock-or-skip: the next look will try again.
-            if let Some(mut c) = climber.try_lock() {
-                let (hits, misses) = obs.stripes.totals();
-                if let Some(f) = c.observe(hits, misses) {
-                    self.window.set(f);
-                }
-            }
+    #[inline(never)]
+    fn simulate(&self, obs: &Observer, hash: u64, local: &Local<'_>) {
+        let (Some(climber), true) = (&obs.climber, local.owned) else {
+            return;
+        };
+        let Some(batch) = obs.batches.get(local.stripe.index) else {
+            return;
+        };
+        let Some(hashes) = batch.0.push(hash) else {
+            return;
+        };
+        // try-lock-or-skip: a get never waits for the climber.
+        let Some(mut c) = climber.try_lock() else {
+            return;
+        };
+        if !c.seated && self.weighted_size() >= self.capacity as u64 / 8 * 7 {
+            c.seat(self.len() as u64);
+        }
+        if let Some(f) = c.record(&hashes) {
+            self.window.set(f);
         }
     }
 
