@@ -364,10 +364,9 @@ impl Mini {
                 } else {
                     candidate
                 }
-            } else if candidate == NIL {
-                victim
-            } else if self.nodes[candidate as usize].freq(halvings)
-                > self.nodes[victim as usize].freq(halvings)
+            } else if candidate == NIL
+                || self.nodes[candidate as usize].freq(halvings)
+                    > self.nodes[victim as usize].freq(halvings)
             {
                 victim
             } else {
