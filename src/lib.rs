@@ -31,6 +31,7 @@ pub mod cache;
 #[cfg(feature = "deadlock_detection")]
 pub mod deadlock;
 pub mod diag;
+mod histogram;
 mod once;
 mod raw;
 mod record;

@@ -231,6 +231,8 @@ fn observability_reports() {
     assert_eq!(m.get.count(), 5000);
     assert_eq!(m.insert.count(), 10);
     assert!(m.get.quantile(0.99) >= m.get.quantile(0.5));
+    assert!(m.get.max() >= m.get.quantile(0.99) && m.get.max() >= m.get.mean());
+    assert_eq!(m.get.buckets().iter().map(|&(_, n)| n).sum::<u64>(), 5000);
     let p = cache.patterns();
     assert_eq!(p.samples, 5000);
     assert!(

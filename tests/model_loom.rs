@@ -92,3 +92,17 @@ fn condvar_handshake() {
         t.join().unwrap();
     });
 }
+
+/// The README's example, as written there (`tests/readme.rs` checks that
+/// the two stay the same).
+#[test]
+fn readme_two_bumps() {
+    loom::model(|| {
+        let counter = loom::sync::Arc::new(lockscope::Mutex::new(0));
+        let other = counter.clone();
+        let t = loom::thread::spawn(move || *other.lock() += 1);
+        *counter.lock() += 1;
+        t.join().unwrap();
+        assert_eq!(*counter.lock(), 2);
+    });
+}

@@ -53,6 +53,15 @@ fn the_contended_lock_ranks_above_an_idle_one_with_its_waiting_site() {
         row.top_sites.iter().map(|s| s.waits).sum::<u64>(),
         row.contended
     );
+    // The wait histogram holds every contended acquisition; its quantiles
+    // stay within what was recorded.
+    assert_eq!(row.wait.count(), row.contended);
+    assert_eq!(row.wait.sum(), row.wait_total);
+    assert_eq!(row.wait.quantile(1.0), row.wait_max);
+    assert!(row.wait.quantile(0.5) <= row.wait.quantile(0.99));
+    let buckets = row.wait.buckets();
+    assert_eq!(buckets.iter().map(|&(_, n)| n).sum::<u64>(), row.contended);
+    assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0), "{buckets:?}");
     let cold_row = profile.get("profile-cold").unwrap();
     assert_eq!(cold_row.acquisitions, 100);
     assert_eq!(cold_row.contended, 0);
@@ -89,6 +98,13 @@ fn prometheus_text_has_conventional_names_and_escaped_labels() {
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    // The last (`+Inf`) bucket counts every wait of the class.
+    let waits = diag::profile()
+        .get("prom \"quoted\" \\ lock")
+        .unwrap()
+        .wait
+        .count();
+    assert_eq!(counts.last(), Some(&waits), "{text}");
 }
 
 #[cfg(feature = "serde")]

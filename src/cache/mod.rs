@@ -65,7 +65,6 @@ mod flight;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hasher;
-mod histogram;
 mod mini;
 mod pattern;
 mod policy;
@@ -81,15 +80,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::histogram::Histogram;
 pub use builder::{BuildError, MAX_SAMPLE_INTERVAL, MAX_SHARDS, TwoTierCacheBuilder};
 pub use hasher::RandomState;
-pub use histogram::HistogramSnapshot;
 pub use pattern::{HotKey, Patterns, Trend};
 pub use stats::CacheStats;
 
 use climb::{Batch, Climber, Target};
 use flight::{Flight, Lead, State};
-use histogram::Histogram;
 use pattern::PatternDetector;
 use shard::{Removals, Settings, Shard};
 use sketch::Padded;
@@ -133,9 +131,9 @@ pub(crate) type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheMetrics {
     /// Latency of sampled [`TwoTierCache::get`] calls.
-    pub get: HistogramSnapshot,
+    pub get: Histogram,
     /// Latency of sampled [`TwoTierCache::insert`] calls.
-    pub insert: HistogramSnapshot,
+    pub insert: Histogram,
 }
 
 /// Everything observability adds; absent when it is off.
@@ -780,7 +778,7 @@ where
     pub fn metrics(&self) -> CacheMetrics {
         let (get, insert) = match self.obs.as_deref() {
             Some(obs) => obs.stripes.latencies(),
-            None => (Histogram::new().snapshot(), Histogram::new().snapshot()),
+            None => (Histogram::default(), Histogram::default()),
         };
         CacheMetrics { get, insert }
     }

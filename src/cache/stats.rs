@@ -29,9 +29,10 @@
 use core::cell::{Cell, RefCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::{Arc, Weak};
 
-use super::histogram::{Histogram, HistogramSnapshot};
+use crate::histogram::{Histogram, Recorder};
 
 /// A snapshot of a cache's counters. All zero when observability is off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub(crate) fn bump_owned(c: &crate::sync::atomic::AtomicU64) {
 }
 
 /// One thread's counters for the get path, on a line of its own, and its
-/// latency histograms (their buckets on lines of their own).
+/// latency histograms.
 #[repr(align(128))]
 pub(crate) struct Stripe {
     owned: AtomicBool,
@@ -92,8 +93,8 @@ pub(crate) struct Stripe {
     inserts: AtomicU64,
     /// Latencies of this stripe's sampled gets and inserts, summed over the
     /// stripes by `Stripes::latencies`.
-    pub(crate) get_latency: Histogram,
-    pub(crate) insert_latency: Histogram,
+    pub(crate) get_latency: Latency,
+    pub(crate) insert_latency: Latency,
 }
 
 impl Stripe {
@@ -104,8 +105,26 @@ impl Stripe {
             gets: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
-            get_latency: Histogram::new(),
-            insert_latency: Histogram::new(),
+            get_latency: Latency(Recorder::new()),
+            insert_latency: Latency(Recorder::new()),
+        }
+    }
+}
+
+/// A stripe's histogram of sampled latencies.
+pub(crate) struct Latency(Recorder);
+
+impl Latency {
+    /// Records one latency. `owned`: the caller is the stripe's only writer
+    /// (see [`Local::owned`]), so each count is a relaxed load and store;
+    /// otherwise a `fetch_add`.
+    #[inline]
+    pub(crate) fn record(&self, d: Duration, owned: bool) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if owned {
+            self.0.record_owned(ns);
+        } else {
+            self.0.record(ns);
         }
     }
 }
@@ -310,11 +329,11 @@ impl Stripes {
     }
 
     /// The get and insert latency histograms summed over all stripes.
-    pub(crate) fn latencies(&self) -> (HistogramSnapshot, HistogramSnapshot) {
-        let (mut get, mut insert) = (Histogram::new().snapshot(), Histogram::new().snapshot());
+    pub(crate) fn latencies(&self) -> (Histogram, Histogram) {
+        let (mut get, mut insert) = (Histogram::default(), Histogram::default());
         for s in self.all() {
-            s.get_latency.add_to(&mut get);
-            s.insert_latency.add_to(&mut insert);
+            s.get_latency.0.add_to(&mut get);
+            s.insert_latency.0.add_to(&mut insert);
         }
         (get, insert)
     }

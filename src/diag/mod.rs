@@ -107,6 +107,8 @@ pub mod profile;
 pub mod watchdog;
 pub use profile::{Profile, profile};
 
+pub use crate::histogram::Histogram;
+
 /// Whether this build records diagnostics.
 pub const fn enabled() -> bool {
     cfg!(lockscope_diag)
@@ -249,51 +251,6 @@ pub struct TimeoutRecord {
     pub holders: Vec<Holder>,
 }
 
-/// A histogram of durations in power-of-two buckets.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DurationHistogram {
-    /// `buckets[i]` counts durations in `[2^(i-1), 2^i)` nanoseconds
-    /// (`buckets[0]`: zero; the last bucket has no upper bound).
-    pub buckets: Vec<u64>,
-    /// Sum of all recorded durations.
-    pub sum: Duration,
-    /// Largest recorded duration.
-    pub max: Duration,
-}
-
-impl DurationHistogram {
-    /// How many durations were recorded.
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().sum()
-    }
-
-    /// Mean duration (zero if empty).
-    pub fn mean(&self) -> Duration {
-        match self.count() {
-            0 => Duration::ZERO,
-            n => self.sum / u32::try_from(n).unwrap_or(u32::MAX),
-        }
-    }
-
-    /// Upper bound of the bucket holding quantile `q` (0.0..=1.0).
-    pub fn quantile(&self, q: f64) -> Duration {
-        let total = self.count();
-        if total == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, &n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Duration::from_nanos(1u64 << i.min(63))
-                    .min(self.max.max(Duration::from_nanos(1)));
-            }
-        }
-        self.max
-    }
-}
-
 /// Counts and distributions of one lock class (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct LockStats {
@@ -306,9 +263,9 @@ pub struct LockStats {
     /// Timed acquisitions that gave up.
     pub timeouts: u64,
     /// Time spent parked, per contended acquisition.
-    pub wait: DurationHistogram,
+    pub wait: Histogram,
     /// Hold times of sampled acquisitions.
-    pub hold: DurationHistogram,
+    pub hold: Histogram,
 }
 
 /// Everything one lock knows about itself.
@@ -368,8 +325,8 @@ impl fmt::Display for Snapshot {
             s.shared_acquisitions,
             s.contended,
             s.timeouts,
-            s.wait.max,
-            s.hold.max
+            s.wait.max(),
+            s.hold.max()
         )
     }
 }

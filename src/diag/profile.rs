@@ -23,7 +23,7 @@ use core::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::DurationHistogram;
+use super::Histogram;
 use super::stall::At;
 
 /// Waits for one lock from one call site.
@@ -78,10 +78,10 @@ pub struct LockProfile {
     pub top_sites: Vec<SiteWaits>,
     /// The wait-time histogram.
     #[cfg_attr(feature = "serde", serde(skip))]
-    pub wait: DurationHistogram,
+    pub wait: Histogram,
     /// The (sampled) hold-time histogram.
     #[cfg_attr(feature = "serde", serde(skip))]
-    pub hold: DurationHistogram,
+    pub hold: Histogram,
 }
 
 /// Every lock class, ranked by total wait time (most first).
@@ -111,11 +111,11 @@ pub fn profile() -> Profile {
                 exclusive: s.exclusive_acquisitions,
                 contended: s.contended,
                 timeouts: s.timeouts,
-                wait_total: s.wait.sum,
+                wait_total: s.wait.sum(),
                 wait_avg: s.wait.mean(),
-                wait_max: s.wait.max,
+                wait_max: s.wait.max(),
                 hold_avg: s.hold.mean(),
-                hold_max: s.hold.max,
+                hold_max: s.hold.max(),
                 top_sites: class.sites.snapshot(),
                 wait: s.wait,
                 hold: s.hold,
@@ -219,26 +219,37 @@ fn escape(value: &str) -> String {
 /// A counter family: name, help, value of a row.
 type Counter = (&'static str, &'static str, fn(&LockProfile) -> u64);
 /// A histogram family: name, help, histogram of a row.
-type Family = (
-    &'static str,
-    &'static str,
-    fn(&LockProfile) -> &DurationHistogram,
-);
+type Family = (&'static str, &'static str, fn(&LockProfile) -> &Histogram);
 
-fn histogram(out: &mut String, metric: &str, labels: &str, h: &DurationHistogram) {
+/// Powers of two of nanoseconds the exports give cumulative counts below:
+/// 2 ns to 2^39 ns (about 9 minutes).
+const EXPORTED_POWERS: core::ops::RangeInclusive<u32> = 1..=39;
+
+fn histogram(out: &mut String, metric: &str, labels: &str, h: &Histogram) {
+    let buckets = h.buckets();
     let mut cumulative = 0u64;
-    let last = h.buckets.len().saturating_sub(1);
-    for (i, &n) in h.buckets.iter().enumerate().take(last) {
-        cumulative += n;
-        // Bucket i holds durations below 2^i ns.
-        let le = (1u64 << i) as f64 / 1e9;
+    let mut next = buckets.iter().peekable();
+    for i in EXPORTED_POWERS {
+        // Durations are whole nanoseconds, so "below 2^i ns" is "at most
+        // 2^i - 1 ns", which is the `le` (less or equal) bound Prometheus
+        // asks for. A power of two starts a bucket, so no bucket straddles
+        // the bound and the count is exact.
+        let bound = Duration::from_nanos((1u64 << i) - 1);
+        while let Some(&&(upper, n)) = next.peek() {
+            if upper > bound {
+                break;
+            }
+            cumulative += n;
+            next.next();
+        }
+        let le = bound.as_secs_f64();
         let _ = writeln!(
             out,
             "{metric}_bucket{{{labels},le=\"{le:e}\"}} {cumulative}"
         );
     }
     let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
-    let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", h.sum.as_secs_f64());
+    let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", h.sum().as_secs_f64());
     let _ = writeln!(out, "{metric}_count{{{labels}}} {}", h.count());
 }
 
@@ -246,8 +257,11 @@ impl Profile {
     /// The profile in the Prometheus text exposition format (version
     /// 0.0.4): `lockscope_acquisitions_total`, `lockscope_contended_total`,
     /// `lockscope_timeouts_total` (counters), `lockscope_wait_seconds` and
-    /// `lockscope_hold_seconds` (histograms with power-of-two buckets; holds
-    /// are sampled), each labelled `lock="<name>"` and `kind="<kind>"`.
+    /// `lockscope_hold_seconds` (histograms; holds are sampled), each
+    /// labelled `lock="<name>"` and `kind="<kind>"`. A histogram's `le`
+    /// bounds are the durations below each power of two of nanoseconds from
+    /// 2 ns to 2^39 ns, written as `2^i - 1` ns (`le="1.023e-6"`: below
+    /// 1024 ns), with exact cumulative counts.
     /// Two locks with the same label share series names: give locks
     /// distinct labels.
     pub fn to_prometheus(&self) -> String {
@@ -318,13 +332,12 @@ mod tests {
 
     #[test]
     fn prometheus_histogram_is_cumulative_and_ends_with_inf() {
-        let mut h = DurationHistogram {
-            buckets: vec![0; 40],
-            sum: Duration::from_micros(3),
-            max: Duration::from_micros(2),
-        };
-        h.buckets[10] = 1;
-        h.buckets[11] = 2;
+        // Two waits below 1024 ns, two at or above it and below 2048 ns.
+        let recorder = crate::histogram::Recorder::new();
+        for ns in [600, 1023, 1024, 1500] {
+            recorder.record(ns);
+        }
+        let h = recorder.snapshot();
         let profile = Profile {
             locks: vec![LockProfile {
                 name: "x".into(),
@@ -334,30 +347,36 @@ mod tests {
                 exclusive: 5,
                 contended: 3,
                 timeouts: 0,
-                wait_total: h.sum,
+                wait_total: h.sum(),
                 wait_avg: Duration::ZERO,
-                wait_max: h.max,
+                wait_max: h.max(),
                 hold_avg: Duration::ZERO,
                 hold_max: Duration::ZERO,
                 top_sites: Vec::new(),
                 wait: h,
-                hold: DurationHistogram::default(),
+                hold: Histogram::default(),
             }],
         };
         let text = profile.to_prometheus();
         assert!(
             text.contains(
-                "lockscope_wait_seconds_bucket{lock=\"x\",kind=\"Mutex\",le=\"1.024e-6\"} 1\n"
+                "lockscope_wait_seconds_bucket{lock=\"x\",kind=\"Mutex\",le=\"1.023e-6\"} 2\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "lockscope_wait_seconds_bucket{lock=\"x\",kind=\"Mutex\",le=\"+Inf\"} 3\n"
+                "lockscope_wait_seconds_bucket{lock=\"x\",kind=\"Mutex\",le=\"2.047e-6\"} 4\n"
             ),
             "{text}"
         );
-        assert!(text.contains("lockscope_wait_seconds_count{lock=\"x\",kind=\"Mutex\"} 3\n"));
+        assert!(
+            text.contains(
+                "lockscope_wait_seconds_bucket{lock=\"x\",kind=\"Mutex\",le=\"+Inf\"} 4\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("lockscope_wait_seconds_count{lock=\"x\",kind=\"Mutex\"} 4\n"));
         assert!(text.contains("lockscope_contended_total{lock=\"x\",kind=\"Mutex\"} 3\n"));
     }
 }

@@ -26,9 +26,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::Kind;
-use super::histogram::Histogram;
 use super::sites::WaitSites;
 use crate::diag::TimeoutRecord;
+use crate::histogram::Recorder;
 
 /// Entries of the class table.
 pub(crate) const CLASSES: usize = 4096;
@@ -56,9 +56,9 @@ pub(crate) struct Class {
     /// Timed acquisitions that gave up (exact).
     pub(crate) timeouts: AtomicU64,
     /// Time parked, per contended acquisition (exact).
-    pub(crate) wait: Histogram,
+    pub(crate) wait: Recorder,
     /// Hold times of sampled acquisitions.
-    pub(crate) hold: Histogram,
+    pub(crate) hold: Recorder,
     /// Wait time per waiting call site.
     pub(crate) sites: WaitSites,
     /// The latest timeouts, each with the address of its lock. Written
@@ -122,8 +122,8 @@ impl Class {
             shared: AtomicU64::new(0),
             contended: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
-            wait: Histogram::new(),
-            hold: Histogram::new(),
+            wait: Recorder::new(),
+            hold: Recorder::new(),
             sites: WaitSites::new(),
             recent: Mutex::new(VecDeque::new()),
         }

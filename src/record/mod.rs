@@ -13,7 +13,6 @@ pub(crate) mod class;
 #[cfg(lockscope_diag)]
 pub(crate) mod clock;
 #[cfg(lockscope_diag)]
-pub(crate) mod histogram;
 #[cfg(lockscope_diag)]
 pub(crate) mod hot;
 #[cfg(lockscope_diag)]

@@ -18,7 +18,9 @@
 //! the reports that read it (`crate::diag`); the process-wide violation
 //! policy and count (`raw/violation.rs`), which no lock protocol depends
 //! on; and the cache's per-thread statistics stripes, which belong to an OS
-//! thread rather than a modelled one (`cache/stats.rs` says why).
+//! thread rather than a modelled one (`cache/stats.rs` says why), with the
+//! histograms that the stripes and the lock classes record into
+//! (`histogram.rs`).
 
 #[cfg(all(loom, feature = "shuttle"))]
 compile_error!("lockscope: `--cfg loom` and the `shuttle` feature are exclusive; pick one checker");
