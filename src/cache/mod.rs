@@ -27,8 +27,8 @@
 //! key lands in a small admission *window*; the window's victims compete
 //! for the *main* region (probation, then protected once used again) with
 //! the main region's victims, on frequencies kept in a Count-Min Sketch
-//! with a doorkeeper (`sketch.rs`); the window's size follows the hit ratio
-//! by hill climbing (`climb.rs`). The regions are CLOCK queues, so a get
+//! with a doorkeeper (`sketch.rs`); the window's size follows the workload,
+//! chosen by miniature caches fed a hash sample of the gets (`climb.rs`). The regions are CLOCK queues, so a get
 //! takes only the shard's read lock: it raises the entry's access byte with
 //! a relaxed store and the hand that next passes the entry does what an
 //! LRU list would have done at the hit.
@@ -38,8 +38,10 @@
 //! and misses are counted in a stripe owned by the calling thread, and the
 //! get count also picks the sampled gets. One get in 64 is offered to the
 //! pattern detector, which skips it if its window is busy; one in 256 reads
-//! the clock twice for the latency histogram. The hill climber reads the
-//! exact counts, so it needs observability.
+//! the clock twice for the latency histogram. The window climber is fed
+//! through the stripes, so it needs observability; a get of a key it
+//! samples (one in 16 or more) takes a cold path that appends the hash to
+//! the thread's batch.
 //!
 //! # Bad input
 //!
@@ -171,7 +173,7 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     hasher: S,
     capacity: usize,
     obs: Option<Box<Observer>>,
-    /// The window fraction the shards follow (moved by the hill climber).
+    /// The window fraction the shards follow (moved by the window climber).
     window: Target,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
