@@ -1,4 +1,4 @@
-//! Hill climbing of the admission window, seen from outside: the window
+//! The admission window's climber, seen from outside: the window
 //! moves when the workload does, and every cache invariant holds while it
 //! moves.
 
@@ -63,7 +63,7 @@ fn the_split_follows_the_workload() {
         seen.iter().any(|&f| f != 0.01),
         "the window never moved: {seen:?}"
     );
-    assert!(seen.iter().all(|&f| (0.0..=0.8).contains(&f)), "{seen:?}");
+    assert!(seen.iter().all(|&f| (0.0..=0.9).contains(&f)), "{seen:?}");
     // The moving split serves the current phase's hot keys about as well
     // as the fixed one: this checks only that climbing costs little here;
     // whether it gains is the hit-ratio benchmark's to show.

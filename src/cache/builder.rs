@@ -194,12 +194,13 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
         self
     }
 
-    /// Whether the admission window's size follows the workload by hill
-    /// climbing on the hit ratio, as in Caffeine's adaptive W-TinyLFU:
-    /// recency-heavy workloads get a large window, frequency-heavy ones a
-    /// small one (see `docs/cache.md`). Default **on**. It reads the exact
-    /// hit and miss counts, so it needs [`Self::observability`]; without
-    /// it, or off, the window stays at 1% of the capacity. The current size
+    /// Whether the admission window's size follows the workload, as in
+    /// Caffeine's adaptive W-TinyLFU: recency-heavy workloads get a large
+    /// window, frequency-heavy ones a small one. The size is chosen by
+    /// miniature caches, one per window size, fed the gets of a hash sample
+    /// of the keys (see `docs/cache.md`). Default **on**. It is fed through
+    /// the stats stripes, so it needs [`Self::observability`]; without it,
+    /// or off, the window stays at 1% of the capacity. The current size
     /// is [`Patterns::window_fraction`](crate::cache::Patterns::window_fraction).
     pub fn hill_climbing(mut self, on: bool) -> Self {
         self.hill_climbing = on;

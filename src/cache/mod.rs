@@ -27,8 +27,8 @@
 //! key lands in a small admission *window*; the window's victims compete
 //! for the *main* region (probation, then protected once used again) with
 //! the main region's victims, on frequencies kept in a Count-Min Sketch
-//! with a doorkeeper (`sketch.rs`); the window's size follows the hit ratio
-//! by hill climbing (`climb.rs`). The regions are CLOCK queues, so a get
+//! with a doorkeeper (`sketch.rs`); the window's size follows the workload,
+//! chosen by miniature caches fed a hash sample of the gets (`climb.rs`). The regions are CLOCK queues, so a get
 //! takes only the shard's read lock: it raises the entry's access byte with
 //! a relaxed store and the hand that next passes the entry does what an
 //! LRU list would have done at the hit.
@@ -38,8 +38,10 @@
 //! and misses are counted in a stripe owned by the calling thread, and the
 //! get count also picks the sampled gets. One get in 64 is offered to the
 //! pattern detector, which skips it if its window is busy; one in 256 reads
-//! the clock twice for the latency histogram. The hill climber reads the
-//! exact counts, so it needs observability.
+//! the clock twice for the latency histogram. The window climber is fed
+//! through the stripes, so it needs observability; a get of a key it
+//! samples (one in 16 or more) takes a cold path that appends the hash to
+//! the thread's batch.
 //!
 //! # Bad input
 //!
@@ -65,6 +67,7 @@ mod flight;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hasher;
+mod mini;
 mod pattern;
 mod policy;
 mod queue;
@@ -86,10 +89,11 @@ pub use pattern::{HotKey, Patterns, Trend};
 pub use shard::{FLIGHT_LOCK_LABEL, SHARD_LOCK_LABEL};
 pub use stats::CacheStats;
 
-use climb::{Climber, Target};
+use climb::{Batch, Climber, Target};
 use flight::{Flight, Lead, State};
 use pattern::PatternDetector;
 use shard::{Removals, Settings, Shard};
+use sketch::Padded;
 use stats::{Local, StripeSet};
 
 use crate::Mutex;
@@ -148,11 +152,14 @@ struct Observer {
     /// The smaller of the two: a get whose count has none of these bits set
     /// takes the sampled path.
     either_mask: u64,
-    /// A sampled get whose count has none of these bits set also offers
-    /// the hill climber a look at the totals.
-    climb_mask: u64,
-    /// The hill climber, if turned on.
+    /// A get whose hash, shifted right by `climb::SHIFT`, has none of
+    /// these bits set is replayed into the window climber's miniature
+    /// caches (all bits set: none is).
+    sim_mask: u64,
+    /// The window climber, if turned on.
     climber: Option<Mutex<Climber>>,
+    /// Each claimable stats stripe's sampled hashes not yet replayed.
+    batches: Box<[Padded<Batch>]>,
 }
 
 /// A concurrent, sharded cache with adaptive W-TinyLFU eviction (an
@@ -167,7 +174,7 @@ pub struct TwoTierCache<K, V, S = RandomState> {
     hasher: S,
     capacity: usize,
     obs: Option<Box<Observer>>,
-    /// The window fraction the shards follow (moved by the hill climber).
+    /// The window fraction the shards follow (moved by the window climber).
     window: Target,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
@@ -229,16 +236,31 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
                 (cpus() * 4).max(16)
             });
             let either_mask = mask.min(timed_mask);
+            // With a weigher the entry count is a guess until the cache
+            // first fills (see `simulate`), and the sampling rate stays
+            // the guess's.
+            let climber = b.hill_climbing.then(|| {
+                let weighed = b.weigher.is_some();
+                let entries = if weighed {
+                    (nshards << 16).min(b.capacity)
+                } else {
+                    b.capacity
+                };
+                Climber::new(entries as u64, !weighed, b.window_fraction, b.hot_fraction)
+            });
             Box::new(Observer {
                 patterns: PatternDetector::new(stripes.claimable()),
+                batches: (0..stripes.claimable())
+                    .map(|_| Padded(Batch::new()))
+                    .collect(),
                 stripes,
                 mask,
                 timed_mask,
                 either_mask,
-                climb_mask: either_mask.max(1023),
-                climber: b
-                    .hill_climbing
-                    .then(|| Mutex::new(Climber::new(b.capacity as u64, b.window_fraction))),
+                sim_mask: climber
+                    .as_ref()
+                    .map_or(u64::MAX >> climb::SHIFT, Climber::sample_mask),
+                climber: climber.map(Mutex::new),
             })
         });
         TwoTierCache {
@@ -326,6 +348,9 @@ where
         if v.is_none() {
             local.miss();
         }
+        if (hash >> climb::SHIFT) & obs.sim_mask == 0 {
+            self.simulate(obs, hash, &local);
+        }
         v
     }
 
@@ -344,6 +369,9 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let v = shard::lookup(shard, hash, key);
+        if (hash >> climb::SHIFT) & obs.sim_mask == 0 {
+            self.simulate(obs, hash, &local);
+        }
         let prior = match v {
             // A hit is known to the sketch (it is cached).
             Some(_) => 1,
@@ -365,23 +393,35 @@ where
         }
         let batch = local.owned.then_some(local.stripe.index);
         obs.patterns.record(batch, hash, v.is_some(), prior);
-        if n & obs.climb_mask == 0 {
-            self.climb(obs);
-        }
         v
     }
 
-    /// Lets the hill climber look at the totals (on a sampled get).
+    /// A get of a key the window climber samples: its hash joins the
+    /// thread's batch, and a full batch is replayed into the climber's
+    /// miniature caches, which may move the window. A thread without a
+    /// stripe of its own, or a batch that finds the climber busy, is left
+    /// out: the miniatures then miss a few gets, which only adds noise.
     #[cold]
-    fn climb(&self, obs: &Observer) {
-        if let Some(climber) = &obs.climber {
-            // try-lock-or-skip: the next look will try again.
-            if let Some(mut c) = climber.try_lock() {
-                let (hits, misses) = obs.stripes.totals();
-                if let Some(f) = c.observe(hits, misses) {
-                    self.window.set(f);
-                }
-            }
+    #[inline(never)]
+    fn simulate(&self, obs: &Observer, hash: u64, local: &Local<'_>) {
+        let (Some(climber), true) = (&obs.climber, local.owned) else {
+            return;
+        };
+        let Some(batch) = obs.batches.get(local.stripe.index) else {
+            return;
+        };
+        let Some(hashes) = batch.0.push(hash) else {
+            return;
+        };
+        // try-lock-or-skip: a get never waits for the climber.
+        let Some(mut c) = climber.try_lock() else {
+            return;
+        };
+        if !c.seated && self.weighted_size() >= self.capacity as u64 / 8 * 7 {
+            c.seat(self.len() as u64);
+        }
+        if let Some(f) = c.record(&hashes) {
+            self.window.set(f);
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! A shard is split into three regions, each a CLOCK queue:
 //!
-//! * the **window** (1% of the capacity to start with; the hill climber in
+//! * the **window** (1% of the capacity to start with; the climber in
 //!   `climb.rs` moves it): every new key lands here, so it is readable right
 //!   after its insert and has a little time to be used again before it must
 //!   prove itself. Frequency admission with no window turns away exactly the

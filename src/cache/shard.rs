@@ -161,7 +161,7 @@ impl<K, V> Removals<K, V> {
 /// What a write section follows: the cache-wide settings of the moment.
 #[derive(Clone, Copy)]
 pub(crate) struct Settings {
-    /// The window's share of the capacity (moved by the hill climber).
+    /// The window's share of the capacity (moved by the window climber).
     pub(crate) window_fraction: f64,
     /// Whether to count admissions, evictions and the like.
     pub(crate) count: bool,
