@@ -101,9 +101,10 @@ fn run<E: Engine>(cache: E, keys: &[u64], threads: usize) -> (f64, f64) {
 
 /// The caches, as columns. "lockscope A/A" is the default cache again (the
 /// control: its ratio to "lockscope" is the noise of the run); "fixed
-/// window" keeps observability but not hill climbing, which needs it, so
-/// that against "obs-off" (no climbing either) it shows what observability
-/// itself costs, and against "lockscope" what the climber's window does.
+/// window" keeps observability but not the adaptive window (which needs it),
+/// so that against "obs-off" (a fixed window too) it shows what
+/// observability itself costs, and against "lockscope" what sizing the
+/// window adaptively does.
 const CACHES: [&str; 7] = [
     "lockscope",
     "lockscope A/A",
@@ -126,7 +127,7 @@ fn measure(cache: usize, keys: &[u64], threads: usize) -> (f64, f64) {
         TwoTierCache::<u64, u64>::builder()
             .capacity(CAPACITY)
             .observability(obs)
-            .hill_climbing(climb)
+            .adaptive_window(climb)
             .build()
             .expect("valid configuration")
     };
@@ -253,7 +254,7 @@ fn main() {
         "Ratios: median over thread counts (min in brackets); single runs on a busy machine are noisy.\n"
     );
     println!(
-        "| stream | hit: lockscope - best peer (fewest threads) | A/A control (all threads) | observability: fixed window / obs-off (threads >= 2) | climber: lockscope / fixed window (all threads) | lockscope / quick_cache (threads >= 2) | lockscope SipHash / quick_cache (threads >= 2) | lockscope / moka (threads >= 2) |"
+        "| stream | hit: lockscope - best peer (fewest threads) | A/A control (all threads) | observability: fixed window / obs-off (threads >= 2) | adaptive window: lockscope / fixed window (all threads) | lockscope / quick_cache (threads >= 2) | lockscope SipHash / quick_cache (threads >= 2) | lockscope / moka (threads >= 2) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for (s, stream) in streams.iter().enumerate() {

@@ -39,7 +39,7 @@ fn the_split_follows_the_workload() {
         .capacity(200)
         .shards(2)
         .hot_fraction(0.7)
-        .hill_climbing(true)
+        .adaptive_window(true)
         .sample_interval(1)
         .build()
         .unwrap();
@@ -47,7 +47,7 @@ fn the_split_follows_the_workload() {
         .capacity(200)
         .shards(2)
         .hot_fraction(0.7)
-        .hill_climbing(false)
+        .adaptive_window(false)
         .sample_interval(1)
         .build()
         .unwrap();
@@ -83,7 +83,7 @@ fn without_observability_the_split_stays() {
     let cache = TwoTierCache::<u64, u64>::builder()
         .capacity(200)
         .hot_fraction(0.4)
-        .hill_climbing(true)
+        .adaptive_window(true)
         .observability(false)
         .build()
         .unwrap();

@@ -141,7 +141,7 @@ fn frequent_keys_survive_a_scan() {
     let cache = TwoTierCache::<u64, u64>::builder()
         .capacity(1000)
         .shards(1)
-        .hill_climbing(false)
+        .adaptive_window(false)
         .build()
         .unwrap();
     for _ in 0..20 {

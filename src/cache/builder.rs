@@ -70,7 +70,7 @@ pub struct TwoTierCacheBuilder<K, V, S = RandomState> {
     pub(crate) observability: bool,
     pub(crate) sample_interval: u32,
     pub(crate) latency_interval: u32,
-    pub(crate) hill_climbing: bool,
+    pub(crate) adaptive_window: bool,
     pub(crate) hasher: S,
     marker: PhantomData<fn(K, V)>,
 }
@@ -87,7 +87,7 @@ impl<K, V, S> fmt::Debug for TwoTierCacheBuilder<K, V, S> {
             .field("observability", &self.observability)
             .field("sample_interval", &self.sample_interval)
             .field("latency_interval", &self.latency_interval)
-            .field("hill_climbing", &self.hill_climbing)
+            .field("adaptive_window", &self.adaptive_window)
             .field("weigher", &self.weigher.is_some())
             .field("eviction_listener", &self.listener.is_some())
             .finish_non_exhaustive()
@@ -106,7 +106,7 @@ impl<K, V> Default for TwoTierCacheBuilder<K, V, RandomState> {
             observability: true,
             sample_interval: 64,
             latency_interval: 256,
-            hill_climbing: true,
+            adaptive_window: true,
             hasher: RandomState::new(),
             marker: PhantomData,
         }
@@ -202,9 +202,18 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
     /// the stats stripes, so it needs [`Self::observability`]; without it,
     /// or off, the window stays at 1% of the capacity. The current size
     /// is [`Patterns::window_fraction`](crate::cache::Patterns::window_fraction).
-    pub fn hill_climbing(mut self, on: bool) -> Self {
-        self.hill_climbing = on;
+    pub fn adaptive_window(mut self, on: bool) -> Self {
+        self.adaptive_window = on;
         self
+    }
+
+    /// The earlier name of [`Self::adaptive_window`] (the window was sized
+    /// by hill climbing then).
+    #[deprecated(
+        note = "renamed `adaptive_window`: the window is no longer sized by hill climbing"
+    )]
+    pub fn hill_climbing(self, on: bool) -> Self {
+        self.adaptive_window(on)
     }
 
     /// Hash keys with `hasher` instead of the default [`RandomState`]
@@ -218,7 +227,7 @@ impl<K, V, S> TwoTierCacheBuilder<K, V, S> {
             observability: self.observability,
             sample_interval: self.sample_interval,
             latency_interval: self.latency_interval,
-            hill_climbing: self.hill_climbing,
+            adaptive_window: self.adaptive_window,
             window_fraction: self.window_fraction,
             weigher: self.weigher,
             listener: self.listener,

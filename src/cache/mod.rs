@@ -239,7 +239,7 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
             // With a weigher the entry count is a guess until the cache
             // first fills (see `simulate`), and the sampling rate stays
             // the guess's.
-            let climber = b.hill_climbing.then(|| {
+            let climber = b.adaptive_window.then(|| {
                 let weighed = b.weigher.is_some();
                 let entries = if weighed {
                     (nshards << 16).min(b.capacity)

@@ -90,7 +90,7 @@ pub struct Patterns<K> {
     /// Samples skipped because another thread held the window.
     pub skipped: u64,
     /// The admission window's share of the capacity now: 1% at the start,
-    /// then where [hill climbing](crate::cache::TwoTierCacheBuilder::hill_climbing)
+    /// then wherever [window sizing](crate::cache::TwoTierCacheBuilder::adaptive_window)
     /// has moved it.
     pub window_fraction: f64,
 }
