@@ -69,29 +69,32 @@ impl<K: Eq, V> ShardInner<K, V> {
         counters: Option<&ShardCounters>,
         out: &mut Removals<K, V>,
     ) {
-        if let Some((_, slot)) = self.find(hash, &key) {
-            let e = self.entry_mut(slot);
-            e.touch();
-            // Test-only (fuzz/README.md, "Planted bugs"): replacing the
-            // value of a protected entry keeps the old one.
-            #[cfg(lockscope_planted_bug = "cache_ops")]
-            if matches!(e.region, Region::Protected) {
+        let slot = match self.probe(hash, &key) {
+            Ok((_, slot)) => slot,
+            Err(end) => {
+                sketch.increment(hash);
+                let slot = self.place(end, hash, key, value, weight, Region::Window);
+                self.evict(slot, sketch, counters, out);
+                self.compact();
                 return;
             }
-            let old_weight = mem::replace(&mut e.weight, weight);
-            let old = mem::replace(&mut e.value, value);
-            let region = e.region;
-            self.queue_mut(region).reweigh(old_weight, weight);
-            out.push(key, old, RemovalCause::Replaced);
-            if weight > old_weight {
-                self.evict(slot, sketch, counters, out);
-            }
+        };
+        let e = self.entry_mut(slot);
+        e.touch();
+        // Test-only (fuzz/README.md, "Planted bugs"): replacing the
+        // value of a protected entry keeps the old one.
+        #[cfg(lockscope_planted_bug = "cache_ops")]
+        if matches!(e.region, Region::Protected) {
             return;
         }
-        sketch.increment(hash);
-        let slot = self.place(hash, key, value, weight, Region::Window);
-        self.evict(slot, sketch, counters, out);
-        self.compact();
+        let old_weight = mem::replace(&mut e.weight, weight);
+        let old = mem::replace(&mut e.value, value);
+        let region = e.region;
+        self.queue_mut(region).reweigh(old_weight, weight);
+        out.push(key, old, RemovalCause::Replaced);
+        if weight > old_weight {
+            self.evict(slot, sketch, counters, out);
+        }
     }
 
     /// Brings the window within its cap (its victims become candidates on

@@ -386,11 +386,10 @@ impl<K, V> ShardInner<K, V> {
         self.probe(hash, key).ok()
     }
 
-    /// [`Self::find`], telling a miss whether the probe met the key's hash
-    /// tag on the way (`Err(false)`) or not (`Err(true)`: the shard holds no
-    /// key with this hash).
+    /// [`Self::find`], telling a miss where its probe ended: the empty index
+    /// word where the key would be placed.
     #[inline]
-    pub(crate) fn probe<Q>(&self, hash: u64, key: &Q) -> Result<(usize, u32), bool>
+    pub(crate) fn probe<Q>(&self, hash: u64, key: &Q) -> Result<(usize, u32), usize>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -406,21 +405,19 @@ impl<K, V> ShardInner<K, V> {
         &self,
         hash: u64,
         mut is_it: impl FnMut(&Entry<K, V>) -> bool,
-    ) -> Result<(usize, u32), bool> {
+    ) -> Result<(usize, u32), usize> {
         let tag = hash as u32;
         let mut pos = tag as usize & self.mask;
-        let mut clean = true;
         loop {
             let w = self.index[pos];
             if w == EMPTY {
-                return Err(clean);
+                return Err(pos);
             }
             if (w >> 32) as u32 == tag {
                 let slot = w as u32;
                 if is_it(self.entry(slot)) {
                     return Ok((pos, slot));
                 }
-                clean = false;
             }
             pos = (pos + 1) & self.mask;
         }
@@ -447,9 +444,12 @@ impl<K, V> ShardInner<K, V> {
     }
 
     /// Stores a new entry (the key must be absent) and queues it in
-    /// `region`.
+    /// `region`; `end` is where the key's probe ended ([`Self::probe`]'s
+    /// miss), so the index is not walked twice.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn place(
         &mut self,
+        end: usize,
         hash: u64,
         key: K,
         value: V,
@@ -476,11 +476,14 @@ impl<K, V> ShardInner<K, V> {
                 u32::try_from(self.slots.len() - 1).expect("shard capacity fits in u32")
             }
         };
-        self.grow_index();
         let tag = hash as u32;
-        let mut pos = tag as usize & self.mask;
-        while self.index[pos] != EMPTY {
-            pos = (pos + 1) & self.mask;
+        let mut pos = end;
+        if self.grow_index() {
+            // The index was rebuilt: probe it again.
+            pos = tag as usize & self.mask;
+            while self.index[pos] != EMPTY {
+                pos = (pos + 1) & self.mask;
+            }
         }
         self.index[pos] = (u64::from(tag) << 32) | u64::from(slot);
         self.queue_mut(region).push_back(slot, stamp, weight);
@@ -489,10 +492,19 @@ impl<K, V> ShardInner<K, V> {
 
     /// Doubles the index when it is half full (with weights, a shard may
     /// hold more entries than its capacity hint), so a probe always ends.
-    fn grow_index(&mut self) {
+    /// Returns whether it did.
+    #[inline]
+    fn grow_index(&mut self) -> bool {
         if (self.len() + 1) * 2 <= self.index.len() {
-            return;
+            return false;
         }
+        self.regrow_index();
+        true
+    }
+
+    /// Rebuilds the index at twice its size.
+    #[cold]
+    fn regrow_index(&mut self) {
         let words = self.index.len() * 2;
         let old = core::mem::replace(&mut self.index, vec![EMPTY; words].into_boxed_slice());
         self.mask = words - 1;
