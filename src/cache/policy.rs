@@ -33,7 +33,8 @@
 use core::mem;
 
 use super::RemovalCause;
-use super::shard::{Region, Removals, ShardInner};
+use super::queue::{ClockQueue, Link};
+use super::shard::{Entry, Region, Removals, ShardInner};
 use super::sketch::Sketch;
 use super::stats::{ShardCounters, bump_owned};
 
@@ -75,7 +76,6 @@ impl<K: Eq, V> ShardInner<K, V> {
                 sketch.increment(hash);
                 let slot = self.place(end, hash, key, value, weight, Region::Window);
                 self.evict(slot, sketch, counters, out);
-                self.compact();
                 return;
             }
         };
@@ -90,7 +90,7 @@ impl<K: Eq, V> ShardInner<K, V> {
         let old_weight = mem::replace(&mut e.weight, weight);
         let old = mem::replace(&mut e.value, value);
         let region = e.region;
-        self.queue_mut(region).reweigh(old_weight, weight);
+        self.queue_links(region).0.reweigh(old_weight, weight);
         out.push(key, old, RemovalCause::Replaced);
         if weight > old_weight {
             self.evict(slot, sketch, counters, out);
@@ -109,33 +109,32 @@ impl<K: Eq, V> ShardInner<K, V> {
     ) {
         let mut candidates = mem::take(&mut self.candidates);
         candidates.clear();
-        // Each item is passed at most twice: once to clear its reference,
-        // once to move it.
-        let mut walk = 2 * self.window.queued();
+        // Each member is passed at most twice: once to clear its
+        // reference, once to move it.
+        let mut walk = 2 * self.window.len();
         while self.window.weight() > self.window_cap && walk > 0 {
             walk -= 1;
-            let Some((slot, stamp)) = self.window.pop_front() else {
+            let Some(slot) = self.window.front() else {
                 break;
             };
-            if !self.current(slot, stamp) {
-                continue;
-            }
             if slot == keep || self.entry(slot).take_refs(sketch) {
-                self.window.requeue_back(slot, stamp);
+                self.window.rotate(&self.links);
                 continue;
             }
             let w = self.entry(slot).weight;
-            self.window.left(w);
-            let stamp = self.move_to(slot, Region::Probation);
-            candidates.push((slot, stamp));
+            self.window.unlink(&mut self.links, slot, w);
+            self.move_to(slot, Region::Probation);
+            candidates.push(slot);
         }
         let mut next = 0;
         while self.weight() > self.capacity {
-            // The oldest candidate still on probation.
-            while next < candidates.len() && !self.current(candidates[next].0, candidates[next].1) {
+            // The oldest candidate still on probation. A write section
+            // places no entry after its first, so a candidate's slot is
+            // either still its own or empty.
+            while next < candidates.len() && !self.on_probation(candidates[next]) {
                 next += 1;
             }
-            let candidate = candidates.get(next).map(|&(slot, _)| slot);
+            let candidate = candidates.get(next).copied();
             let Some(victim) = self.victim(keep, sketch, c) else {
                 break;
             };
@@ -157,9 +156,11 @@ impl<K: Eq, V> ShardInner<K, V> {
         }
         // Candidates that stayed were admitted (against a victim or into
         // room).
-        for &(slot, stamp) in &candidates {
-            if self.current(slot, stamp) {
-                count(c, |c| &c.admissions);
+        if c.is_some() {
+            for &slot in &candidates {
+                if self.on_probation(slot) {
+                    count(c, |c| &c.admissions);
+                }
             }
         }
         self.candidates = candidates;
@@ -171,7 +172,14 @@ impl<K: Eq, V> ShardInner<K, V> {
         }
     }
 
+    /// Whether `slot` holds an entry on probation.
+    #[inline]
+    fn on_probation(&self, slot: u32) -> bool {
+        matches!(&self.slots[slot as usize], Some(e) if e.region == Region::Probation)
+    }
+
     /// Whether `candidate` should replace `victim` in the main region.
+    #[inline]
     fn admit(&mut self, candidate: u32, victim: u32, sketch: &Sketch) -> bool {
         let cf = sketch.frequency(self.entry(candidate).hash);
         let vf = sketch.frequency(self.entry(victim).hash);
@@ -190,65 +198,60 @@ impl<K: Eq, V> ShardInner<K, V> {
 
     /// The next entry to evict, not `keep`: probation's CLOCK victim
     /// (promoting referenced entries on the way), else protected's, else
-    /// the window's. `None` if `keep` is all there is.
+    /// the window's; the hand stops on it, at the front of its queue.
+    /// `None` if probation is empty or `keep` is all there is.
     fn victim(&mut self, keep: u32, sketch: &Sketch, c: Option<&ShardCounters>) -> Option<u32> {
-        let mut walk = 2 * self.probation.queued();
+        let mut walk = 2 * self.probation.len();
         while walk > 0 {
             walk -= 1;
-            let (slot, stamp) = self.probation.pop_front()?;
-            if !self.current(slot, stamp) {
-                continue;
-            }
+            let slot = self.probation.front()?;
             if slot == keep {
-                self.probation.requeue_back(slot, stamp);
+                self.probation.rotate(&self.links);
                 continue;
             }
             if self.entry(slot).take_refs(sketch) {
                 self.promote(slot, sketch, c);
                 continue;
             }
-            self.probation.requeue_front(slot, stamp);
             return Some(slot);
         }
-        if let Some(slot) = Self::hand(&mut self.protected, &self.slots, keep, sketch) {
+        if let Some(slot) = Self::hand(&mut self.protected, &self.links, &self.slots, keep, sketch)
+        {
             return Some(slot);
         }
-        Self::hand(&mut self.window, &self.slots, keep, sketch)
+        Self::hand(&mut self.window, &self.links, &self.slots, keep, sketch)
     }
 
     /// Runs `queue`'s hand to an unreferenced entry other than `keep`,
     /// giving referenced ones a second chance; leaves it at the front.
     fn hand(
-        queue: &mut super::queue::ClockQueue,
-        slots: &[Option<super::shard::Entry<K, V>>],
+        queue: &mut ClockQueue,
+        links: &[Link],
+        slots: &[Option<Entry<K, V>>],
         keep: u32,
         sketch: &Sketch,
     ) -> Option<u32> {
-        let mut walk = 2 * queue.queued();
+        let mut walk = 2 * queue.len();
         while walk > 0 {
             walk -= 1;
-            let (slot, stamp) = queue.pop_front()?;
-            let Some(e) = &slots[slot as usize] else {
-                continue;
-            };
-            if e.stamp != stamp {
-                continue;
-            }
+            let slot = queue.front()?;
+            let e = slots[slot as usize]
+                .as_ref()
+                .expect("a queue holds live slots");
             if slot == keep || e.take_refs(sketch) {
-                queue.requeue_back(slot, stamp);
+                queue.rotate(links);
                 continue;
             }
-            queue.requeue_front(slot, stamp);
             return Some(slot);
         }
         None
     }
 
-    /// Moves the popped probation entry in `slot` to protected; if that
+    /// Moves the probation entry in `slot` to protected; if that
     /// overflows, protected's victim goes back to probation.
     fn promote(&mut self, slot: u32, sketch: &Sketch, c: Option<&ShardCounters>) {
         let w = self.entry(slot).weight;
-        self.probation.left(w);
+        self.probation.unlink(&mut self.links, slot, w);
         self.move_to(slot, Region::Protected);
         count(c, |c| &c.promotions);
         while self.protected.weight() > self.protected_cap {
@@ -261,26 +264,30 @@ impl<K: Eq, V> ShardInner<K, V> {
     /// Moves protected's CLOCK victim to the back of probation; false if
     /// protected has none.
     fn demote(&mut self, sketch: &Sketch, c: Option<&ShardCounters>) -> bool {
-        let Some(slot) = Self::hand(&mut self.protected, &self.slots, u32::MAX, sketch) else {
+        let Some(slot) = Self::hand(
+            &mut self.protected,
+            &self.links,
+            &self.slots,
+            u32::MAX,
+            sketch,
+        ) else {
             return false;
         };
-        let _ = self.protected.pop_front();
         let w = self.entry(slot).weight;
-        self.protected.left(w);
+        self.protected.unlink(&mut self.links, slot, w);
         self.move_to(slot, Region::Probation);
         count(c, |c| &c.demotions);
         true
     }
 
-    /// Re-stamps the live entry in `slot` (already out of its old queue's
-    /// counts) and queues it at the back of `region`; returns the stamp.
-    fn move_to(&mut self, slot: u32, region: Region) -> u32 {
-        let stamp = self.stamp();
+    /// Queues the live entry in `slot` (already out of its old queue) at
+    /// the back of `region`.
+    #[inline]
+    fn move_to(&mut self, slot: u32, region: Region) {
         let e = self.entry_mut(slot);
         e.region = region;
-        e.stamp = stamp;
         let w = e.weight;
-        self.queue_mut(region).push_back(slot, stamp, w);
-        stamp
+        let (q, links) = self.queue_links(region);
+        q.push_back(links, slot, w);
     }
 }

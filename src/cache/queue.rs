@@ -1,21 +1,40 @@
-//! A CLOCK queue of `(slot, stamp)` items: the order of one region of a
-//! shard (window, probation or protected).
+//! A CLOCK queue: the order of one region of a shard (window, probation or
+//! protected), as a circular doubly linked list threaded through the slab.
 //!
-//! A hand takes the item at the front; the policy (`policy.rs`) requeues it
-//! at the back (a second chance), moves it to another region, or evicts it.
-//! An entry that leaves a region out of order (a removal, a move) is not
-//! searched for in the queue: its item stays behind, *stale* (its stamp no
-//! longer matches the entry's), and is dropped when a hand reaches it or
-//! when stale items outnumber live ones.
+//! The links live in an array beside the slab ([`Link`], one per slot), so
+//! an entry that leaves its region out of order (a removal, a move to
+//! another region) is unlinked at once: a queue holds exactly its region's
+//! live entries, and nothing is left behind to skip or sweep. A hand looks
+//! at the front; the policy (`policy.rs`) gives the front entry its second
+//! chance by turning the list one step ([`ClockQueue::rotate`], the front
+//! becomes the back), moves it to another region, or evicts it.
 
-use std::collections::VecDeque;
+/// No slot: the head of an empty queue.
+const NIL: u32 = u32::MAX;
 
-/// A CLOCK queue with the count and total weight of its live members.
-#[derive(Default)]
+/// A slot's neighbours in the queue of its region.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Link {
+    prev: u32,
+    next: u32,
+}
+
+/// A CLOCK queue with the count and total weight of its members.
 pub(crate) struct ClockQueue {
-    items: VecDeque<(u32, u32)>,
+    /// The front member, or [`NIL`].
+    head: u32,
     live: usize,
     weight: u64,
+}
+
+impl Default for ClockQueue {
+    fn default() -> Self {
+        ClockQueue {
+            head: NIL,
+            live: 0,
+            weight: 0,
+        }
+    }
 }
 
 impl ClockQueue {
@@ -31,18 +50,59 @@ impl ClockQueue {
         self.weight
     }
 
-    /// Queues a new member of weight `w` at the back.
-    pub(crate) fn push_back(&mut self, slot: u32, stamp: u32, w: u64) {
-        self.items.push_back((slot, stamp));
+    /// The front member (where the hand is), if any.
+    #[inline]
+    pub(crate) fn front(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+
+    /// Queues `slot`, of weight `w` and in no queue, at the back.
+    #[inline]
+    pub(crate) fn push_back(&mut self, links: &mut [Link], slot: u32, w: u64) {
+        if self.head == NIL {
+            links[slot as usize] = Link {
+                prev: slot,
+                next: slot,
+            };
+            self.head = slot;
+        } else {
+            let head = self.head;
+            let tail = links[head as usize].prev;
+            links[slot as usize] = Link {
+                prev: tail,
+                next: head,
+            };
+            links[tail as usize].next = slot;
+            links[head as usize].prev = slot;
+        }
         self.live += 1;
         self.weight += w;
     }
 
-    /// A member of weight `w` left the queue (its item, if still queued,
-    /// is stale from now on).
-    pub(crate) fn left(&mut self, w: u64) {
+    /// Takes member `slot`, of weight `w`, out of the queue.
+    #[inline]
+    pub(crate) fn unlink(&mut self, links: &mut [Link], slot: u32, w: u64) {
+        let Link { prev, next } = links[slot as usize];
+        if next == slot {
+            self.head = NIL;
+        } else {
+            links[prev as usize].next = next;
+            links[next as usize].prev = prev;
+            if self.head == slot {
+                self.head = next;
+            }
+        }
         self.live -= 1;
         self.weight -= w;
+    }
+
+    /// Moves the front member to the back (its second chance): the hand
+    /// advances one step. Nothing moves in memory.
+    #[inline]
+    pub(crate) fn rotate(&mut self, links: &[Link]) {
+        if self.head != NIL {
+            self.head = links[self.head as usize].next;
+        }
     }
 
     /// A member's weight changed from `old` to `new`.
@@ -50,58 +110,8 @@ impl ClockQueue {
         self.weight = self.weight - old + new;
     }
 
-    /// Empties the queue, keeping its buffer.
+    /// Empties the queue.
     pub(crate) fn clear(&mut self) {
-        self.items.clear();
-        self.live = 0;
-        self.weight = 0;
-    }
-
-    /// Takes the front item; the caller requeues it, or calls
-    /// [`Self::left`] if it was live and leaves.
-    pub(crate) fn pop_front(&mut self) -> Option<(u32, u32)> {
-        self.items.pop_front()
-    }
-
-    /// Puts a popped live item back at the back (its second chance).
-    pub(crate) fn requeue_back(&mut self, slot: u32, stamp: u32) {
-        self.items.push_back((slot, stamp));
-    }
-
-    /// Puts a popped live item back where it was.
-    pub(crate) fn requeue_front(&mut self, slot: u32, stamp: u32) {
-        self.items.push_front((slot, stamp));
-    }
-
-    /// Takes the item `(slot, stamp)` out if it is at either end (where
-    /// the hands leave a victim and where a candidate was just queued), so
-    /// it does not linger stale; returns whether it did.
-    #[inline]
-    pub(crate) fn unqueue_end(&mut self, slot: u32, stamp: u32) -> bool {
-        if self.items.front() == Some(&(slot, stamp)) {
-            self.items.pop_front();
-            true
-        } else if self.items.back() == Some(&(slot, stamp)) {
-            self.items.pop_back();
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether stale items outnumber live ones enough to be worth a sweep.
-    #[inline]
-    pub(crate) fn needs_compaction(&self) -> bool {
-        self.items.len() > 2 * self.live + 64
-    }
-
-    /// Items queued, stale ones included (bounds the hands' walks).
-    pub(crate) fn queued(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Drops the stale items; `current` tells a live item.
-    pub(crate) fn compact(&mut self, current: impl Fn(u32, u32) -> bool) {
-        self.items.retain(|&(s, st)| current(s, st));
+        *self = ClockQueue::default();
     }
 }

@@ -15,7 +15,7 @@ use core::borrow::Borrow;
 
 use super::RemovalCause;
 use super::flight::FlightList;
-use super::queue::ClockQueue;
+use super::queue::{ClockQueue, Link};
 use super::sketch::{Padded, Sketch};
 use super::stats::ShardCounters;
 use crate::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -47,10 +47,8 @@ pub(crate) struct Entry<K, V> {
     /// The access byte (see [`REFS_MASK`]): raised on access under the read
     /// lock, aged and drained by the CLOCK hands under the write lock.
     access: AtomicU8,
-    /// Which region's queue currently owns the entry.
+    /// Which region's queue the entry is in.
     pub(crate) region: Region,
-    /// Incarnation stamp: a queue item is current only if its stamp matches.
-    pub(crate) stamp: u32,
 }
 
 impl<K, V> Entry<K, V> {
@@ -112,6 +110,9 @@ pub(crate) struct ShardInner<K, V> {
     index: Box<[u64]>,
     mask: usize,
     pub(crate) slots: Vec<Option<Entry<K, V>>>,
+    /// Each slot's neighbours in its region's queue (beside the slab, as
+    /// long as it).
+    pub(crate) links: Vec<Link>,
     free: Vec<u32>,
     pub(crate) window: ClockQueue,
     pub(crate) probation: ClockQueue,
@@ -126,10 +127,9 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) protected_cap: u64,
     /// Window entries moved to probation by this write section, which now
     /// compete with probation's victims (reused, to spare an allocation).
-    pub(crate) candidates: Vec<(u32, u32)>,
+    pub(crate) candidates: Vec<u32>,
     /// State of the random admission of warm candidates (see `policy.rs`).
     pub(crate) rng: u64,
-    next_stamp: u32,
 }
 
 /// Entries a write section took out, with why: handed to the eviction
@@ -262,7 +262,6 @@ impl<K: Eq, V> Shard<K, V> {
         let mut inner = self.inner.write();
         let (_, slot) = inner.find(hash, key)?;
         let e = inner.take(slot, &self.sketch);
-        inner.compact();
         self.wrote(&inner);
         Some((e.key, e.value))
     }
@@ -285,7 +284,6 @@ impl<K: Eq, V> Shard<K, V> {
             let e = inner.take(slot, &self.sketch);
             out.push(e.key, e.value, RemovalCause::Removed);
         }
-        inner.compact();
         self.wrote(&inner);
     }
 
@@ -320,6 +318,7 @@ impl<K, V> ShardInner<K, V> {
             index: vec![EMPTY; words].into_boxed_slice(),
             mask: words - 1,
             slots: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             window: ClockQueue::default(),
             probation: ClockQueue::default(),
@@ -331,7 +330,6 @@ impl<K, V> ShardInner<K, V> {
             protected_cap: 0,
             candidates: Vec::new(),
             rng: 0x853c_49e6_748f_ea9b,
-            next_stamp: 0,
         };
         inner.follow(window_fraction);
         inner
@@ -456,7 +454,6 @@ impl<K, V> ShardInner<K, V> {
         weight: u64,
         region: Region,
     ) -> u32 {
-        let stamp = self.stamp();
         let entry = Entry {
             key,
             value,
@@ -464,7 +461,6 @@ impl<K, V> ShardInner<K, V> {
             weight,
             access: AtomicU8::new(0),
             region,
-            stamp,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -473,6 +469,7 @@ impl<K, V> ShardInner<K, V> {
             }
             None => {
                 self.slots.push(Some(entry));
+                self.links.push(Link::default());
                 u32::try_from(self.slots.len() - 1).expect("shard capacity fits in u32")
             }
         };
@@ -486,7 +483,8 @@ impl<K, V> ShardInner<K, V> {
             }
         }
         self.index[pos] = (u64::from(tag) << 32) | u64::from(slot);
-        self.queue_mut(region).push_back(slot, stamp, weight);
+        let (q, links) = self.queue_links(region);
+        q.push_back(links, slot, weight);
         slot
     }
 
@@ -517,8 +515,8 @@ impl<K, V> ShardInner<K, V> {
         }
     }
 
-    /// Takes the entry in `slot` out of the index, the slab and its queue
-    /// (whose item goes stale). Its pending hits are counted first: its
+    /// Takes the entry in `slot` out of the index, the slab and its queue.
+    /// Its pending hits are counted first: its
     /// history stays in the sketch for when the key comes back.
     pub(crate) fn take(&mut self, slot: u32, sketch: &Sketch) -> Entry<K, V> {
         let hash = self.entry(slot).hash;
@@ -529,9 +527,8 @@ impl<K, V> ShardInner<K, V> {
             .take()
             .expect("index points at a live slot");
         self.free.push(slot);
-        let q = self.queue_mut(entry.region);
-        q.left(entry.weight);
-        q.unqueue_end(slot, entry.stamp);
+        let (q, links) = self.queue_links(entry.region);
+        q.unlink(links, slot, entry.weight);
         entry
     }
 
@@ -560,36 +557,15 @@ impl<K, V> ShardInner<K, V> {
         self.index[hole] = EMPTY;
     }
 
-    /// A fresh incarnation stamp.
-    pub(crate) fn stamp(&mut self) -> u32 {
-        self.next_stamp = self.next_stamp.wrapping_add(1);
-        self.next_stamp
-    }
-
-    pub(crate) fn queue_mut(&mut self, region: Region) -> &mut ClockQueue {
-        match region {
+    /// The queue of `region`, with the links it threads through.
+    #[inline]
+    pub(crate) fn queue_links(&mut self, region: Region) -> (&mut ClockQueue, &mut [Link]) {
+        let q = match region {
             Region::Window => &mut self.window,
             Region::Probation => &mut self.probation,
             Region::Protected => &mut self.protected,
-        }
-    }
-
-    /// Whether queue item `(slot, stamp)` still names a live entry.
-    #[inline]
-    pub(crate) fn current(&self, slot: u32, stamp: u32) -> bool {
-        matches!(&self.slots[slot as usize], Some(e) if e.stamp == stamp)
-    }
-
-    /// Drops stale items from queues that have too many.
-    #[inline]
-    pub(crate) fn compact(&mut self) {
-        for region in [Region::Window, Region::Probation, Region::Protected] {
-            if self.queue_mut(region).needs_compaction() {
-                let mut q = core::mem::take(self.queue_mut(region));
-                q.compact(|s, st| self.current(s, st));
-                *self.queue_mut(region) = q;
-            }
-        }
+        };
+        (q, &mut self.links)
     }
 
     /// Takes every entry out of the index and the queues, handing each to
@@ -598,6 +574,7 @@ impl<K, V> ShardInner<K, V> {
     pub(crate) fn clear(&mut self, mut removed: impl FnMut(Entry<K, V>)) {
         self.index.fill(EMPTY);
         self.free.clear();
+        self.links.clear();
         self.window.clear();
         self.probation.clear();
         self.protected.clear();
