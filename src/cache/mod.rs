@@ -228,8 +228,8 @@ impl<K: Clone, V, S> TwoTierCache<K, V, S> {
         let obs = b.observability.then(|| {
             // Fuzzing hook (fuzz/README.md): a fuzz target builds a cache
             // per input and drives it from one thread, which claims one
-            // stripe; 16 would be 34 latency histograms to allocate, and to
-            // sum for each report, per input.
+            // stripe; 16 stripes would be 17 stripes' latency histograms to
+            // zero, and to sum for each report, per input.
             let stripes = StripeSet::new(if cfg!(fuzzing) {
                 1
             } else {
