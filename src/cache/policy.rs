@@ -282,7 +282,7 @@ impl<K: Eq, V> ShardInner<K, V> {
 
     /// Queues the live entry in `slot` (already out of its old queue) at
     /// the back of `region`.
-    #[inline]
+    #[inline(always)]
     fn move_to(&mut self, slot: u32, region: Region) {
         let e = self.entry_mut(slot);
         e.region = region;

@@ -429,6 +429,7 @@ impl<K, V> ShardInner<K, V> {
     }
 
     /// The index position that holds `slot` (which has hash `hash`).
+    #[inline]
     fn position_of(&self, hash: u64, slot: u32) -> usize {
         let mut pos = hash as u32 as usize & self.mask;
         loop {
@@ -518,6 +519,7 @@ impl<K, V> ShardInner<K, V> {
     /// Takes the entry in `slot` out of the index, the slab and its queue.
     /// Its pending hits are counted first: its
     /// history stays in the sketch for when the key comes back.
+    #[inline(always)]
     pub(crate) fn take(&mut self, slot: u32, sketch: &Sketch) -> Entry<K, V> {
         let hash = self.entry(slot).hash;
         self.entry(slot).drain(sketch);
@@ -533,6 +535,7 @@ impl<K, V> ShardInner<K, V> {
     }
 
     /// Backward-shift deletion of index word `hole`.
+    #[inline]
     fn unlink(&mut self, mut hole: usize) {
         let mut j = hole;
         loop {

@@ -112,7 +112,7 @@ impl Sketch {
 
     /// The estimated frequency of `hash`: the smallest of its counters,
     /// plus one if the doorkeeper holds it (at most 16).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
         let (word, bits) = self.door(hash);
         self.counters(hash) + u8::from(word.load(Relaxed) & bits == bits)
