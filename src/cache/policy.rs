@@ -73,7 +73,7 @@ impl<K: Eq, V> ShardInner<K, V> {
         let slot = match self.probe(hash, &key) {
             Ok((_, slot)) => slot,
             Err(end) => {
-                sketch.increment(hash);
+                sketch.add(hash, 1);
                 let slot = self.place(end, hash, key, value, weight, Region::Window);
                 self.evict(slot, sketch, counters, out);
                 return;

@@ -131,31 +131,33 @@ impl Sketch {
     }
 
     /// Counts one access of `hash`. Returns the frequency seen before it.
-    #[inline]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn increment(&self, hash: u64) -> u8 {
-        self.add(hash, 1)
+        let prior = self.frequency(hash);
+        self.add(hash, 1);
+        prior
     }
 
     /// Counts `n` accesses of `hash`: the first of a period sets its
-    /// doorkeeper bits, the others go to the counters. Returns the
-    /// frequency seen before. Under the shard's write lock.
+    /// doorkeeper bits, the others go to the counters. Under the shard's
+    /// write lock. The write section never needs the frequency from before,
+    /// so a key's first access of a period reads no counter at all.
     #[inline]
-    pub(crate) fn add(&self, hash: u64, n: u8) -> u8 {
+    pub(crate) fn add(&self, hash: u64, n: u8) {
         if n == 0 {
-            return self.frequency(hash);
+            return;
         }
         let (word, bits) = self.door(hash);
         let w = word.load(Relaxed);
         if w & bits != bits {
-            let prior = self.counters(hash);
             word.store(w | bits, Relaxed);
             self.added(1);
             if n > 1 {
                 self.add_counters(hash, n - 1);
             }
-            return prior;
+            return;
         }
-        self.add_counters(hash, n) + 1
+        self.add_counters(hash, n);
     }
 
     /// Counts a change towards the next halving.
@@ -169,7 +171,7 @@ impl Sketch {
         }
     }
 
-    /// Counts `n` accesses of `hash`. Returns the frequency seen before.
+    /// Counts `n` accesses of `hash` in its counters.
     ///
     /// Conservative update: each counter is raised only as far as the new
     /// estimate (the old minimum plus `n`, at most 15), so counters above
@@ -182,7 +184,7 @@ impl Sketch {
     /// computed from a loaded count below the target). This keeps locked
     /// instructions, and their cost, off the insert path.
     #[inline]
-    fn add_counters(&self, hash: u64, n: u8) -> u8 {
+    fn add_counters(&self, hash: u64, n: u8) {
         let (block, sel) = self.locate(hash);
         let mut words = [0u64; 4];
         let mut min = 15u64;
@@ -202,7 +204,6 @@ impl Sketch {
             }
             self.added((target - min) as usize);
         }
-        min as u8
     }
 
     /// Halves every counter and clears the doorkeeper (the TinyLFU reset),
@@ -280,7 +281,7 @@ mod tests {
         assert_eq!(s.frequency(h), 1);
         assert_eq!(s.increment(h), 1);
         assert_eq!(s.counters(h), 1);
-        assert_eq!(s.add(h, 3), 2);
+        s.add(h, 3);
         assert_eq!(s.frequency(h), 5);
     }
 }
