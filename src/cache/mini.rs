@@ -12,6 +12,8 @@
 //!
 //! All of this is plain data behind the climber's lock.
 
+use super::shard::backward_shift;
+
 const NIL: u32 = u32::MAX;
 
 /// A node's segment.
@@ -262,26 +264,11 @@ impl Mini {
     }
 
     /// Backward-shift deletion of index position `hole`.
-    fn unindex(&mut self, mut hole: usize) {
-        let mut j = hole;
-        loop {
-            j = (j + 1) & self.mask;
-            let n = self.index[j];
-            if n == NIL {
-                break;
-            }
-            let h = home(self.nodes[n as usize].hash) & self.mask;
-            let stays = if hole <= j {
-                hole < h && h <= j
-            } else {
-                hole < h || h <= j
-            };
-            if !stays {
-                self.index[hole] = n;
-                hole = j;
-            }
-        }
-        self.index[hole] = NIL;
+    fn unindex(&mut self, hole: usize) {
+        let nodes = &self.nodes;
+        backward_shift(&mut self.index, self.mask, hole, NIL, |n| {
+            home(nodes[n as usize].hash)
+        });
     }
 
     fn evict(&mut self, n: u32) {

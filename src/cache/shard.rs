@@ -536,28 +536,10 @@ impl<K, V> ShardInner<K, V> {
 
     /// Backward-shift deletion of index word `hole`.
     #[inline]
-    fn unlink(&mut self, mut hole: usize) {
-        let mut j = hole;
-        loop {
-            j = (j + 1) & self.mask;
-            let w = self.index[j];
-            if w == EMPTY {
-                break;
-            }
-            let home = (w >> 32) as usize & self.mask;
-            // The word at j may fill the hole unless its home lies
-            // cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.index[hole] = w;
-                hole = j;
-            }
-        }
-        self.index[hole] = EMPTY;
+    fn unlink(&mut self, hole: usize) {
+        backward_shift(&mut self.index, self.mask, hole, EMPTY, |w| {
+            (w >> 32) as usize
+        });
     }
 
     /// The queue of `region`, with the links it threads through.
@@ -587,6 +569,43 @@ impl<K, V> ShardInner<K, V> {
             removed(e);
         }
     }
+}
+
+/// Backward-shift deletion from a linear-probing index of `mask + 1`
+/// words: empties word `hole` and moves the later words of its probe run
+/// back over it, so every word stays reachable from its home and no
+/// tombstone is left. `home` gives a word's home position before masking;
+/// `empty` is the empty word. Shared by the shards' index and the
+/// miniature caches' (`mini.rs`).
+#[inline]
+pub(crate) fn backward_shift<W: Copy + PartialEq>(
+    index: &mut [W],
+    mask: usize,
+    mut hole: usize,
+    empty: W,
+    home: impl Fn(W) -> usize,
+) {
+    let mut j = hole;
+    loop {
+        j = (j + 1) & mask;
+        let w = index[j];
+        if w == empty {
+            break;
+        }
+        let home = home(w) & mask;
+        // The word at j may fill the hole unless its home lies cyclically
+        // in (hole, j].
+        let stays = if hole <= j {
+            hole < home && home <= j
+        } else {
+            hole < home || home <= j
+        };
+        if !stays {
+            index[hole] = w;
+            hole = j;
+        }
+    }
+    index[hole] = empty;
 }
 
 /// Reads `key` under the read lock and returns a copy of its value.
