@@ -90,7 +90,7 @@ impl<K: Eq, V> ShardInner<K, V> {
         let old_weight = mem::replace(&mut e.weight, weight);
         let old = mem::replace(&mut e.value, value);
         let region = e.region;
-        self.queue_links(region).0.reweigh(old_weight, weight);
+        self.reweigh(region, old_weight, weight);
         out.push(key, old, RemovalCause::Replaced);
         if weight > old_weight {
             self.evict(slot, sketch, counters, out);
