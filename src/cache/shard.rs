@@ -71,6 +71,7 @@ impl<K, V> Entry<K, V> {
     /// Counts the pending hits in `sketch` and clears the access byte;
     /// returns whether the entry had been referenced. Only under the write
     /// lock.
+    #[inline]
     pub(crate) fn take_refs(&self, sketch: &Sketch) -> bool {
         let r = self.drain(sketch);
         if r > 0 {
@@ -81,6 +82,7 @@ impl<K, V> Entry<K, V> {
 
     /// Counts the pending hits in `sketch`; returns the reference counter.
     /// Only under the write lock.
+    #[inline]
     pub(crate) fn drain(&self, sketch: &Sketch) -> u8 {
         let a = self.access.load(Relaxed);
         let pending = a >> 2;
