@@ -496,10 +496,21 @@ where
         kept
     }
 
-    /// Hands the removals of a write section to the listener, outside any
+    /// Hands the removals of a write section to the listener, if there
+    /// are any: without a listener none are kept, and the write section's
+    /// caller is left with one test of an empty list.
+    #[inline]
+    fn notify(&self, out: Removals<K, V>) {
+        if !out.items.is_empty() {
+            self.deliver(out);
+        }
+    }
+
+    /// Delivers the removals of a write section to the listener, outside any
     /// shard lock. A panicking listener does not stop the others' delivery;
     /// the first panic is resumed afterwards.
-    fn notify(&self, out: Removals<K, V>) {
+    #[inline(never)]
+    fn deliver(&self, out: Removals<K, V>) {
         let Some(listener) = &self.listener else {
             return;
         };
