@@ -150,7 +150,8 @@ impl<K: Eq, V> ShardInner<K, V> {
                 }
                 _ => victim,
             };
-            let e = self.take(evict, sketch);
+            // Both sides were found unreferenced by a hand just now.
+            let e = self.take_drained(evict);
             count(c, |c| &c.evictions);
             out.push(e.key, e.value, RemovalCause::Capacity);
         }

@@ -551,8 +551,18 @@ impl<K, V> ShardInner<K, V> {
     /// history stays in the sketch for when the key comes back.
     #[inline(always)]
     pub(crate) fn take(&mut self, slot: u32, sketch: &Sketch) -> Entry<K, V> {
-        let hash = self.entry(slot).hash;
         self.entry(slot).drain(sketch);
+        self.take_drained(slot)
+    }
+
+    /// [`Self::take`] of an entry with no pending hits: one that a CLOCK
+    /// hand found unreferenced in this write section (a hit raises the
+    /// reference counter with every pending hit, and no hit runs while the
+    /// write lock is held).
+    #[inline(always)]
+    pub(crate) fn take_drained(&mut self, slot: u32) -> Entry<K, V> {
+        let hash = self.entry(slot).hash;
+        debug_assert_eq!(self.entry(slot).access.load(Relaxed) >> 2, 0);
         let pos = self.position_of(hash, slot);
         self.unlink(pos);
         let entry = self.slots[slot as usize]
