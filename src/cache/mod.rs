@@ -28,10 +28,11 @@
 //! for the *main* region (probation, then protected once used again) with
 //! the main region's victims, on frequencies kept in a Count-Min Sketch
 //! with a doorkeeper (`sketch.rs`); the window's size follows the workload,
-//! chosen by miniature caches fed a hash sample of the gets (`climb.rs`). The regions are CLOCK queues, so a get
-//! takes only the shard's read lock: it raises the entry's access byte with
-//! a relaxed store and the hand that next passes the entry does what an
-//! LRU list would have done at the hit.
+//! chosen by miniature caches fed a hash sample of the gets (`climb.rs`).
+//! The regions are CLOCK queues, so a get takes only the shard's read lock:
+//! it raises the entry's access byte with a relaxed store, and the hand
+//! that next passes the entry does what an LRU list would have done at the
+//! hit.
 //!
 //! Observability (on by default, [`TwoTierCacheBuilder::observability`](crate::cache::TwoTierCacheBuilder::observability))
 //! costs an unsampled hit one uncontended counter update (a miss two): gets
