@@ -119,12 +119,6 @@ pub(crate) struct ShardInner<K, V> {
     pub(crate) window: ClockQueue,
     pub(crate) probation: ClockQueue,
     pub(crate) protected: ClockQueue,
-    /// Live entries in all three queues: kept as entries are placed and
-    /// taken (a move between queues leaves it as it is), so the eviction
-    /// loop and the index's growth check read one field.
-    live: usize,
-    /// Their total weight, kept alongside `live`.
-    total_weight: u64,
     /// The shard's capacity, in weight.
     pub(crate) capacity: u64,
     /// The window's share of the capacity the caps below follow.
@@ -331,8 +325,6 @@ impl<K, V> ShardInner<K, V> {
             window: ClockQueue::default(),
             probation: ClockQueue::default(),
             protected: ClockQueue::default(),
-            live: 0,
-            total_weight: 0,
             capacity,
             window_fraction: f64::NAN,
             protected_fraction,
@@ -363,28 +355,19 @@ impl<K, V> ShardInner<K, V> {
     /// Live entries.
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        debug_assert_eq!(
-            self.live,
-            self.window.len() + self.probation.len() + self.protected.len()
-        );
-        self.live
+        self.window.len() + self.probation.len() + self.protected.len()
     }
 
     /// Their total weight.
     #[inline]
     pub(crate) fn weight(&self) -> u64 {
-        debug_assert_eq!(
-            self.total_weight,
-            self.window.weight() + self.probation.weight() + self.protected.weight()
-        );
-        self.total_weight
+        self.window.weight() + self.probation.weight() + self.protected.weight()
     }
 
     /// A live entry's weight changed from `old` to `new`: its queue's
-    /// total and the shard's follow.
+    /// total follows.
     #[inline]
     pub(crate) fn reweigh(&mut self, region: Region, old: u64, new: u64) {
-        self.total_weight = self.total_weight - old + new;
         self.queue_links(region).0.reweigh(old, new);
     }
     /// The entry in `slot`, which must be live.
@@ -473,7 +456,6 @@ impl<K, V> ShardInner<K, V> {
     /// Stores a new entry (the key must be absent) and queues it in
     /// `region`; `end` is where the key's probe ended ([`Self::probe`]'s
     /// miss), so the index is not walked twice.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn place(
         &mut self,
         end: usize,
@@ -512,8 +494,6 @@ impl<K, V> ShardInner<K, V> {
             }
         }
         self.index[pos] = (u64::from(tag) << 32) | u64::from(slot);
-        self.live += 1;
-        self.total_weight += weight;
         let (q, links) = self.queue_links(region);
         q.push_back(links, slot, weight);
         slot
@@ -569,8 +549,6 @@ impl<K, V> ShardInner<K, V> {
             .take()
             .expect("index points at a live slot");
         self.free.push(slot);
-        self.live -= 1;
-        self.total_weight -= entry.weight;
         let (q, links) = self.queue_links(entry.region);
         q.unlink(links, slot, entry.weight);
         entry
@@ -605,8 +583,6 @@ impl<K, V> ShardInner<K, V> {
         self.window.clear();
         self.probation.clear();
         self.protected.clear();
-        self.live = 0;
-        self.total_weight = 0;
         // A panicking `removed` (dropping a value) leaves the slab partly
         // drained: the remaining entries are dropped with the drain.
         for e in self.slots.drain(..).flatten() {
